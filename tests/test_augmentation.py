@@ -1,0 +1,146 @@
+"""Intensity augmentation (paper sec. 3.1, SPEC "Intensity augmentation")."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from vox2vec_nnunet.pretraining.augmentation import IntensityAugmentation
+
+FIXED_WINDOW = (-1350.0, 1000.0)
+
+
+def _generator(seed: int, device: str = "cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _to_hu(out: torch.Tensor, low: float = FIXED_WINDOW[0], high: float = FIXED_WINDOW[1]) -> np.ndarray:
+    return (out.double() * (high - low) + low).numpy()
+
+
+def test_output_in_unit_range_keeps_shape_dtype_and_input() -> None:
+    patches = (torch.rand(6, 1, 5, 20, 24, generator=_generator(0)) * 4000 - 2000)
+    before = patches.clone()
+    out = IntensityAugmentation()(patches, _generator(1))
+    assert out.shape == patches.shape and out.dtype == torch.float32 and out.device == patches.device
+    assert out.min() >= 0 and out.max() <= 1
+    assert 0 < out.mean() < 1
+    torch.testing.assert_close(patches, before, rtol=0, atol=0)
+
+
+def test_parameter_ranges_and_branch_probabilities() -> None:
+    aug = IntensityAugmentation()
+    n = 20000
+    p = aug.sample_parameters(n, _generator(0), "cpu")
+    blur, sharpen = p.blur.numpy(), p.sharpen.numpy()
+    assert not (blur & sharpen).any()
+    filtered = blur | sharpen
+    assert abs(filtered.mean() - 0.5) < 0.02
+    assert abs(blur[filtered].mean() - 0.5) < 0.02
+    sigma = p.filter_sigma.numpy()
+    assert 0.25 <= sigma[blur].min() < 0.27 and 1.48 < sigma[blur].max() <= 1.5
+    assert 0.5 <= sigma[sharpen].min() < 0.52 and 0.98 < sigma[sharpen].max() <= 1.0
+    alpha = p.sharpen_alpha.numpy()[sharpen]
+    assert 10 <= alpha.min() < 10.2 and 29.8 < alpha.max() <= 30
+    std = p.noise_std_hu.numpy()
+    assert abs((std > 0).mean() - 0.5) < 0.02
+    assert std.min() >= 0 and 29.8 < std.max() <= 30
+    low, high = p.window_low_hu.numpy(), p.window_high_hu.numpy()
+    fixed = (low == FIXED_WINDOW[0]) & (high == FIXED_WINDOW[1])
+    assert abs(fixed.mean() - 0.2) < 0.02
+    assert -1350 <= low[~fixed].min() < -1345 and -1005 < low[~fixed].max() <= -1000
+    assert 300 <= high[~fixed].min() < 310 and 990 < high[~fixed].max() <= 1000
+
+
+def test_window_recovered_from_a_ramp() -> None:
+    """A ramp through every possible window: the output is linear in HU with slope
+    1 / (high - low), zero below ``low`` and one above ``high``."""
+    aug = IntensityAugmentation(filter_p=0.0, noise_p=0.0)
+    hu = torch.linspace(-1500.0, 1100.0, 2601)
+    patches = hu.view(1, 1, 1, 1, -1).expand(64, 1, 2, 3, -1).contiguous()
+    params = aug.sample_parameters(64, _generator(5), "cpu")
+    out = aug(patches, _generator(5))[:, 0, 0, 0].double()
+    windowed = 0
+    for row, low, high in zip(out, params.window_low_hu.tolist(), params.window_high_hu.tolist()):
+        inside = (row > 0) & (row < 1)
+        slope, intercept = np.polyfit(hu[inside].double().numpy(), row[inside].numpy(), 1)
+        low_fit, high_fit = -intercept / slope, (1 - intercept) / slope
+        assert low_fit == pytest.approx(low, abs=0.5) and high_fit == pytest.approx(high, abs=0.5)
+        if (low, high) == FIXED_WINDOW:
+            continue
+        windowed += 1
+        assert -1350 <= low_fit + 0.5 and low_fit - 0.5 <= -1000 and 300 <= high_fit + 0.5 and high_fit - 0.5 <= 1000
+    assert 35 < windowed < 64
+
+
+def test_noise_std_matches_the_drawn_parameter() -> None:
+    aug = IntensityAugmentation(filter_p=0.0, window_p=0.0)
+    params = aug.sample_parameters(200, _generator(3), "cpu")
+    out = aug(torch.zeros(200, 1, 8, 32, 32), _generator(3))
+    measured = _to_hu(out).reshape(200, -1).std(axis=1)
+    expected = params.noise_std_hu.numpy()
+    np.testing.assert_allclose(measured, expected, rtol=0.03, atol=1e-3)
+    assert measured.max() <= 30 * 1.03
+    assert 70 < (expected == 0).sum() < 130
+
+
+def test_blur_is_in_plane_only() -> None:
+    aug = IntensityAugmentation(filter_p=1.0, blur_given_filter_p=1.0, noise_p=0.0, window_p=0.0)
+    patches = torch.zeros(8, 1, 5, 25, 25)
+    patches[:, 0, 2, 12, 12] = 1000.0
+    sigma = aug.sample_parameters(8, _generator(7), "cpu").filter_sigma.numpy()
+    taps = np.arange(-math.ceil(3 * sigma.max()), math.ceil(3 * sigma.max()) + 1)  # one radius per batch
+    hu = _to_hu(aug(patches, _generator(7)))[:, 0]
+    for volume, s in zip(hu, sigma):
+        assert np.abs(np.delete(volume, 2, axis=0)).max() < 1e-3  # no spread along z
+        plane = volume[2]
+        assert plane.sum() == pytest.approx(1000.0, rel=1e-4)
+        assert plane[12, 13] > 0.1 and plane[13, 12] > 0.1 and plane[13, 13] > 1e-3
+        np.testing.assert_allclose(plane, plane.T, atol=1e-3)
+        profile = plane.sum(axis=0) / 1000.0
+        kernel = np.exp(-0.5 * (taps / s) ** 2)
+        kernel /= kernel.sum()
+        np.testing.assert_allclose(profile[12 + taps], kernel, atol=1e-5)  # the sampled Gaussian of sigma s
+        assert (profile * (np.arange(25) - 12) ** 2).sum() == pytest.approx(s ** 2, rel=0.1)
+
+
+@pytest.mark.parametrize("blur_given_filter_p", [1.0, 0.0], ids=["blur", "sharpen"])
+def test_filters_match_scipy(blur_given_filter_p: float) -> None:
+    """One patch at a time (radius ceil(3 sigma)) against scipy with replicate ("nearest") padding."""
+    aug = IntensityAugmentation(filter_p=1.0, blur_given_filter_p=blur_given_filter_p, noise_p=0.0,
+                                window_p=0.0, fixed_window_hu=(-5000.0, 5000.0))
+    rng = np.random.default_rng(0)
+    for seed in range(4):
+        x = rng.normal(0, 200, (1, 1, 4, 24, 24))
+        p = aug.sample_parameters(1, _generator(seed), "cpu")
+        out = aug(torch.from_numpy(x).float(), _generator(seed)).double().numpy()[0, 0] * 10000 - 5000
+
+        def blur(v: np.ndarray, s: float) -> np.ndarray:
+            r = math.ceil(3 * s)
+            return gaussian_filter(v, (0, s, s), mode="nearest", radius=(0, r, r))
+
+        b = blur(x[0, 0], float(p.filter_sigma[0]))
+        expected = b if blur_given_filter_p else b + float(p.sharpen_alpha[0]) * (b - blur(b, 0.5))
+        np.testing.assert_allclose(out, expected, atol=0.05 if blur_given_filter_p else 0.5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("generator_device", ["cpu", "cuda"])
+def test_cuda_patches(generator_device: str) -> None:
+    patches = torch.rand(4, 1, 4, 16, 16, device="cuda") * 3000 - 1500
+    out = IntensityAugmentation(filter_p=1.0, noise_p=1.0)(patches, _generator(0, generator_device))
+    assert out.device == patches.device and out.shape == patches.shape
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_bad_input() -> None:
+    aug = IntensityAugmentation()
+    with pytest.raises(ValueError, match="shape"):
+        aug(torch.zeros(2, 4, 8, 8), _generator(0))
+    with pytest.raises(ValueError, match="floating"):
+        aug(torch.zeros(2, 1, 4, 8, 8, dtype=torch.int16), _generator(0))
+    with pytest.raises(ValueError, match="probability"):
+        IntensityAugmentation(noise_p=1.5)
+    with pytest.raises(ValueError, match="low <= high"):
+        IntensityAugmentation(blur_sigma=(1.5, 0.25))

@@ -1,0 +1,362 @@
+"""The benchmark (paper Table 1/2, Fig. 2): collection, statistics, splits and resume logic.
+
+Results trees are written by hand in nnU-Net's layout; the expected table numbers are computed
+by hand in the comments below, not by the code under test. No training runs here.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+from vox2vec_nnunet.benchmark.layout import ResultsLayout
+from vox2vec_nnunet.benchmark.runner import (Action, Job, check_weights, decide_action, run_jobs,
+                                             train_command)
+from vox2vec_nnunet.benchmark.setups import SETUPS
+from vox2vec_nnunet.benchmark.splits import (LABEL_EFFICIENCY_FILE, SPLITS_FILE, SplitsError,
+                                             ensure_label_efficiency_splits, ensure_regular_splits,
+                                             read_splits, training_identifiers)
+from vox2vec_nnunet.commands.benchmark import main
+
+DATASET = "Dataset042_Fake"
+PLANS, CONFIG = "Vox2VecPlans", "3d_vox2vec"
+LABELS = {"background": 0, "liver": 1, "spleen": 2}
+
+
+def _trainer_dir(results: Path, trainer: str) -> Path:
+    return results / DATASET / f"{trainer}__{PLANS}__{CONFIG}"
+
+
+def _write_fold(results: Path, setup: str, fold: int, liver: float | None, spleen: float | None,
+                params: int, source: str | None = None, summary: bool = True,
+                record: bool = True) -> Path:
+    """One fold folder as nnU-Net and our trainers leave it."""
+    trainer = SETUPS[setup].trainer
+    tdir = _trainer_dir(results, trainer)
+    fold_dir = tdir / f"fold_{fold}"
+    (fold_dir / "validation").mkdir(parents=True)
+    (tdir / "dataset.json").write_text(json.dumps({"labels": LABELS, "file_ending": ".nii.gz"}))
+    (fold_dir / "checkpoint_final.pth").write_bytes(b"")
+    if summary:
+        per_label = {"1": {"Dice": liver, "IoU": 0.0}, "2": {"Dice": spleen, "IoU": 0.0}}
+        (fold_dir / "validation" / "summary.json").write_text(json.dumps({
+            "foreground_mean": {"Dice": (liver + spleen) / 2, "IoU": 0.0},
+            "mean": per_label,
+            "metric_per_case": [{"metrics": per_label, "prediction_file": "p.nii.gz",
+                                 "reference_file": "r.nii.gz"}]}))
+    if record:
+        (fold_dir / "vox2vec_run.json").write_text(json.dumps({
+            "trainer": trainer,
+            "backbone_source": source or SETUPS[setup].expected_backbone_source,
+            "pretrained_weights": "/w/fpn.pth" if SETUPS[setup].needs_weights else None,
+            "trainable_parameters": params, "total_parameters": 47_624_448 + params,
+            "num_iterations": 45000, "batch_size": 7}))
+    return fold_dir
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    paths = {name: tmp_path / name for name in ("nnUNet_raw", "nnUNet_results", "nnUNet_preprocessed")}
+    for name, path in paths.items():
+        path.mkdir()
+        monkeypatch.setenv(name, str(path))
+    return paths
+
+
+@pytest.fixture
+def results_tree(env: dict[str, Path]) -> Path:
+    r = env["nnUNet_results"]
+    # scratch, 3 folds: liver .90 .80 .85 -> mean .85, sample std sqrt((.05²+.05²+0)/2) = .05
+    #                   spleen .70 .60 .80 -> mean .70, std sqrt((0+.1²+.1²)/2) = .10
+    #   mean over labels per fold .80 .70 .825 -> mean .775,
+    #   std sqrt((.025² + .075² + .05²)/2) = sqrt(.004375) = .0661438
+    for fold, (liver, spleen) in enumerate([(0.90, 0.70), (0.80, 0.60), (0.85, 0.80)]):
+        _write_fold(r, "scratch", fold, liver, spleen, params=48_592_477)
+    # linear probe: folds 0, 1; fold 2 trained but not validated (no summary.json)
+    #   liver .6 .7 -> .65 ± .0707107, spleen .5 .4 -> .45 ± .0707107, per fold .55 .55 -> .55 ± 0
+    _write_fold(r, "linear_probe", 0, 0.6, 0.5, params=13_117)
+    _write_fold(r, "linear_probe", 1, 0.7, 0.4, params=13_117)
+    _write_fold(r, "linear_probe", 2, None, None, params=13_117, summary=False)
+    # random-FPN non-linear probe: fold 0 only -> liver .5, spleen .3, mean .4, std n/a
+    _write_fold(r, "nonlinear_probe_random", 0, 0.5, 0.3, params=968_029)
+    return r
+
+
+def _read_csv(path: Path) -> dict[str, dict[str, str]]:
+    with path.open() as f:
+        return {row["setup"]: row for row in csv.DictReader(f)}
+
+
+def test_table_numbers_files_and_missing_folds(results_tree: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    code = main(["-d", "42", "--setups", "scratch", "linear_probe", "nonlinear_probe_random",
+                 "finetune", "--folds", "3", "-o", str(out)])
+    assert code == 0
+    rows = _read_csv(out / "dice_table.csv")
+    assert list(rows) == ["scratch", "linear_probe", "nonlinear_probe_random"]  # finetune: none
+    expected = {
+        "scratch": {"liver_dice_mean": 0.85, "liver_dice_std": 0.05, "spleen_dice_mean": 0.70,
+                    "spleen_dice_std": 0.10, "mean_dice_mean": 0.775,
+                    "mean_dice_std": 0.0661438, "num_folds": 3,
+                    "trainable_parameters": 48_592_477},
+        "linear_probe": {"liver_dice_mean": 0.65, "liver_dice_std": 0.0707107,
+                         "spleen_dice_mean": 0.45, "spleen_dice_std": 0.0707107,
+                         "mean_dice_mean": 0.55, "mean_dice_std": 0.0, "num_folds": 2,
+                         "trainable_parameters": 13_117},
+        "nonlinear_probe_random": {"liver_dice_mean": 0.5, "spleen_dice_mean": 0.3,
+                                   "mean_dice_mean": 0.4, "num_folds": 1,
+                                   "trainable_parameters": 968_029},
+    }
+    for setup, values in expected.items():
+        for key, value in values.items():
+            assert float(rows[setup][key]) == pytest.approx(value, abs=1e-6), (setup, key)
+    assert rows["nonlinear_probe_random"]["mean_dice_std"] == ""  # one fold: no std
+    assert rows["nonlinear_probe_random"]["backbone_source"] == "random_init"
+    assert rows["linear_probe"]["backbone_source"] == "pretrained"
+    assert rows["scratch"]["num_iterations"] == "45000" and rows["scratch"]["batch_size"] == "7"
+
+    md = (out / "dice_table.md").read_text()
+    scratch_line = next(line for line in md.splitlines() if line.startswith("| from scratch"))
+    assert scratch_line == ("| from scratch | random_init | 48,592,477 | 45,000 × 7 | 3 | "
+                            "85.0 ± 5.0 | 70.0 ± 10.0 | 77.5 ± 6.6 |")
+    assert "| linear probing | pretrained | 13,117 | 45,000 × 7 | 2 | 65.0 ± 7.1 | 45.0 ± 7.1 | " \
+           "55.0 ± 0.0 |" in md
+    assert "40.0 ± n/a" in md
+    # missing folds: which setup, which fold, which file
+    assert "linear_probe, fold 2: no validation result, missing validation/summary.json" in md
+    assert str(_trainer_dir(results_tree, "Vox2VecTrainer_LinearProbe") / "fold_2" /
+               "validation" / "summary.json") in md
+    assert "nonlinear_probe_random, fold 1: fold not trained (folder missing)" in md
+    assert "finetune: no finished folds, left out of the table" in md
+
+    png = out / "dice_vs_parameters.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = imread(png)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert image.std() > 0  # something was drawn
+
+    printed = capsys.readouterr().out
+    assert scratch_line in printed and str(out / "dice_table.csv") in printed
+    assert "random baseline: non-linear probing, random FPN = " \
+           "Vox2VecTrainer_NonLinearProbe_RandomInit" in printed
+
+
+def test_inconsistent_run_records_are_reported(env: dict[str, Path], tmp_path: Path) -> None:
+    r = env["nnUNet_results"]
+    _write_fold(r, "nonlinear_probe", 0, 0.8, 0.6, params=968_029)
+    _write_fold(r, "nonlinear_probe", 1, 0.7, 0.5, params=1_000, source="random_init")
+    _write_fold(r, "nonlinear_probe", 2, 0.7, 0.5, params=968_029, record=False)
+    out = tmp_path / "out"
+    assert main(["-d", DATASET, "--setups", "nonlinear_probe", "--folds", "3", "-o", str(out)]) == 0
+    md = (out / "dice_table.md").read_text()
+    assert "nonlinear_probe: folds disagree on trainable parameters (fold 0: 968029, " \
+           "fold 1: 1000)" in md
+    assert "nonlinear_probe, fold 1: backbone source is 'random_init', but setup " \
+           "'nonlinear_probe' expects 'pretrained'" in md
+    assert "nonlinear_probe, fold 2: missing vox2vec_run.json" in md
+    assert "| non-linear probing | mixed | unknown |" in md
+    assert _read_csv(out / "dice_table.csv")["nonlinear_probe"]["trainable_parameters"] == ""
+
+
+def test_clear_errors(env: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                      capsys: pytest.CaptureFixture) -> None:
+    assert main(["-d", "42", "--setups", "scratch", "nonsense"]) == 2
+    assert "unknown setup 'nonsense'; known setups: scratch, linear_probe" in capsys.readouterr().err
+    assert main(["-d", "77"]) == 2
+    assert "dataset '77' was not found" in capsys.readouterr().err
+    assert main(["-d", "Dataset077_Nowhere"]) == 2
+    assert "unknown dataset 'Dataset077_Nowhere'" in capsys.readouterr().err
+    monkeypatch.delenv("nnUNet_results")
+    assert main(["-d", "42"]) == 2
+    assert "export nnUNet_results=" in capsys.readouterr().err
+
+
+def _fake_preprocessed(pre: Path, num_cases: int) -> Path:
+    """A preprocessed dataset folder the way nnU-Net lays it out (blosc2 files, plans)."""
+    d = pre / DATASET
+    data = d / "Vox2VecPlans_3d"
+    data.mkdir(parents=True)
+    (d / f"{PLANS}.json").write_text(json.dumps({"configurations": {
+        CONFIG: {"data_identifier": "Vox2VecPlans_3d", "architecture": {}}}}))
+    for i in range(num_cases):
+        for suffix in (".b2nd", "_seg.b2nd", ".pkl"):
+            (data / f"case_{i:03d}{suffix}").write_bytes(b"")
+    return d
+
+
+def test_splits_k3_and_label_efficiency(env: dict[str, Path]) -> None:
+    d = _fake_preprocessed(env["nnUNet_preprocessed"], 10)
+    cases = [f"case_{i:03d}" for i in range(10)]
+    assert training_identifiers(d, PLANS, CONFIG, None) == cases
+    state = ensure_regular_splits(d, 3, lambda: training_identifiers(d, PLANS, CONFIG, None))
+    on_disk = json.loads((d / SPLITS_FILE).read_text())
+    assert on_disk == generate_crossval_split(cases, seed=12345, n_splits=3) == state.splits
+    assert sorted(c for s in on_disk for c in s["val"]) == cases
+    regular = json.loads(json.dumps(on_disk))
+
+    state = ensure_label_efficiency_splits(d, [4, 1, 2])
+    splits = json.loads((d / SPLITS_FILE).read_text())
+    assert len(splits) == 3 + 3 * 3 and splits[:3] == regular
+    mapping = json.loads((d / LABEL_EFFICIENCY_FILE).read_text())
+    assert mapping["num_regular_folds"] == 3
+    assert {(m["num_labeled"], m["fold"]) for m in mapping["splits"]} == \
+        {(k, f) for k in (1, 2, 4) for f in range(3)}
+    for f in range(3):
+        subsets = {k: set(splits[state.fold_index(k, f)]["train"]) for k in (1, 2, 4)}
+        assert [len(subsets[k]) for k in (1, 2, 4)] == [1, 2, 4]
+        assert subsets[1] < subsets[2] < subsets[4] <= set(regular[f]["train"])
+        for k in (1, 2, 4):
+            assert splits[state.fold_index(k, f)]["val"] == regular[f]["val"]
+    # a different fold draws a different case (seeded per fold), and the draw is reproducible
+    assert len({frozenset(splits[state.fold_index(4, f)]["train"]) for f in range(3)}) == 3
+
+    before = {(s.num_labeled, s.fold): s.fold_index for s in state.labeled}
+    state = ensure_label_efficiency_splits(d, [2, 3])  # 2 exists, 3 is new
+    splits = json.loads((d / SPLITS_FILE).read_text())
+    assert splits[:3] == regular and len(splits) == 15
+    assert all(state.fold_index(k, f) == i for (k, f), i in before.items())
+    for f in range(3):
+        three = set(splits[state.fold_index(3, f)]["train"])
+        assert set(splits[state.fold_index(2, f)]["train"]) < three < \
+            set(splits[state.fold_index(4, f)]["train"])
+
+    with pytest.raises(SplitsError, match="fold 0 has 6 training cases, cannot draw 7"):
+        ensure_label_efficiency_splits(d, [7])
+    with pytest.raises(SplitsError, match="holds 3 regular folds, but 5 were asked for"):
+        ensure_regular_splits(d, 5, lambda: cases)
+    assert read_splits(d).num_regular_folds == 3  # refused: nothing changed
+    state = ensure_regular_splits(d, 5, lambda: cases, overwrite=True)
+    assert len(json.loads((d / SPLITS_FILE).read_text())) == 5 == state.num_regular_folds
+    assert not (d / LABEL_EFFICIENCY_FILE).exists()
+
+
+def test_label_efficiency_table(env: dict[str, Path], tmp_path: Path) -> None:
+    d = _fake_preprocessed(env["nnUNet_preprocessed"], 9)
+    ensure_regular_splits(d, 3, lambda: training_identifiers(d, PLANS, CONFIG, None))
+    state = ensure_label_efficiency_splits(d, [1, 2])
+    r = env["nnUNet_results"]
+    # scratch, 1 labeled: per fold means (.2+.4)/2=.3, (.3+.3)/2=.3, (.5+.3)/2=.4 -> .3333 ± .057735
+    #          2 labeled: folds 0, 1 only: .5, .6 -> .55 ± .0707107 (fold 2 missing)
+    for f, (liver, spleen) in enumerate([(0.2, 0.4), (0.3, 0.3), (0.5, 0.3)]):
+        _write_fold(r, "scratch", state.fold_index(1, f), liver, spleen, params=48_592_477)
+    for f, (liver, spleen) in enumerate([(0.6, 0.4), (0.7, 0.5)]):
+        _write_fold(r, "scratch", state.fold_index(2, f), liver, spleen, params=48_592_477)
+    out = tmp_path / "out"
+    code = main(["-d", DATASET, "--setups", "scratch", "--folds", "3", "--labeled", "1", "2",
+                 "-o", str(out)])
+    assert code == 0  # the regular folds were never trained; the label-efficiency ones were
+    with (out / "label_efficiency.csv").open() as f:
+        lines = {int(row["num_labeled"]): row for row in csv.DictReader(f)}
+    assert float(lines[1]["mean_dice_mean"]) == pytest.approx(1 / 3)
+    assert float(lines[1]["mean_dice_std"]) == pytest.approx(0.057735, abs=1e-6)
+    assert float(lines[2]["mean_dice_mean"]) == pytest.approx(0.55)
+    assert float(lines[2]["mean_dice_std"]) == pytest.approx(0.0707107, abs=1e-6)
+    assert lines[2]["num_folds"] == "2"
+    md = (out / "label_efficiency.md").read_text()
+    assert "| from scratch | random_init | 48,592,477 | 33.3 ± 5.8 (n=3) | 55.0 ± 7.1 (n=2) |" in md
+    assert f"scratch, fold {state.fold_index(2, 2)}: 2 labeled, regular fold 2: fold not " \
+           f"trained" in md
+    assert imread(out / "dice_vs_labeled.png").shape[0] > 100
+
+
+def test_resume_decision(tmp_path: Path) -> None:
+    fold = tmp_path / "fold_0"
+    assert decide_action(fold) is Action.TRAIN  # nothing there yet
+    fold.mkdir()
+    (fold / "checkpoint_latest.pth").write_bytes(b"")
+    assert decide_action(fold) is Action.CONTINUE
+    (fold / "checkpoint_final.pth").write_bytes(b"")
+    assert decide_action(fold) is Action.VALIDATE
+    (fold / "validation").mkdir()
+    (fold / "validation" / "summary.json").write_text("{}")
+    assert decide_action(fold) is Action.SKIP
+
+
+def test_train_command_and_weights(tmp_path: Path) -> None:
+    layout = ResultsLayout(tmp_path / DATASET, PLANS, CONFIG)
+    weights = tmp_path / "fpn.pth"
+    probe = Job(SETUPS["linear_probe"], 1, "fold 1")
+    base = ["nnUNetv2_train", DATASET, CONFIG, "1", "-tr", "Vox2VecTrainer_LinearProbe", "-p", PLANS]
+    assert train_command("nnUNetv2_train", DATASET, layout, probe, Action.TRAIN, weights, "cpu") == \
+        base + ["-pretrained_weights", str(weights.resolve()), "-device", "cpu"]
+    # nnU-Net refuses -pretrained_weights together with --c; --val does not train
+    assert train_command("nnUNetv2_train", DATASET, layout, probe, Action.CONTINUE, weights,
+                         "cpu") == base + ["-device", "cpu", "--c"]
+    assert train_command("nnUNetv2_train", DATASET, layout, probe, Action.VALIDATE, weights,
+                         None) == base + ["--val"]
+    random_probe = Job(SETUPS["linear_probe_random"], 0, "fold 0")
+    assert "-pretrained_weights" not in train_command(
+        "nnUNetv2_train", DATASET, layout, random_probe, Action.TRAIN, weights, None)
+
+    with pytest.raises(ValueError, match="linear_probe start from the pre-trained FPN"):
+        check_weights([SETUPS["scratch"], SETUPS["linear_probe"]], None)
+    with pytest.raises(ValueError, match="no such file"):
+        check_weights([SETUPS["finetune"]], weights)
+    check_weights([SETUPS["scratch"], SETUPS["linear_probe_random"]], None)  # no weights needed
+
+
+def test_run_jobs_streams_resumes_and_continues_after_failure(tmp_path: Path) -> None:
+    """A stand-in for nnUNetv2_train (no training): it echoes its arguments, writes the files a
+    finished fold has, and fails for fold 1."""
+    fake = tmp_path / "fake_train.py"
+    fake.write_text(
+        "import sys, pathlib\n"
+        "fold = sys.argv[3]\n"
+        f"d = pathlib.Path({str(tmp_path / DATASET)!r}) / (sys.argv[5] + '__' + sys.argv[7] + "
+        "'__' + sys.argv[2]) / ('fold_' + fold)\n"
+        "print('args', ' '.join(sys.argv[1:]))\n"
+        "if fold == '1':\n"
+        "    sys.exit(3)\n"
+        "(d / 'validation').mkdir(parents=True, exist_ok=True)\n"
+        "(d / 'checkpoint_final.pth').write_bytes(b'')\n"
+        "(d / 'validation' / 'summary.json').write_text('{}')\n")
+    executable = tmp_path / "nnUNetv2_train"
+    executable.write_text(f"#!/bin/sh\nexec {sys.executable} {fake} \"$@\"\n")
+    executable.chmod(0o755)
+    layout = ResultsLayout(tmp_path / DATASET, PLANS, CONFIG)
+    setup = SETUPS["scratch"]
+    interrupted = layout.fold_dir(setup.trainer, 2)
+    interrupted.mkdir(parents=True)
+    (interrupted / "checkpoint_latest.pth").write_bytes(b"")
+    done = layout.fold_dir(setup.trainer, 3)
+    (done / "validation").mkdir(parents=True)
+    (done / "checkpoint_final.pth").write_bytes(b"")
+    (done / "validation" / "summary.json").write_text("{}")
+
+    class Capture:
+        text = ""
+
+        def write(self, s: str) -> None:
+            self.text += s
+
+        def flush(self) -> None:
+            pass
+
+    out = Capture()
+    jobs = [Job(setup, f, f"fold {f}") for f in range(4)]
+    outcomes = run_jobs(jobs, DATASET, layout, None, "cpu", str(executable), out)  # type: ignore[arg-type]
+    assert [o.action for o in outcomes] == [Action.TRAIN, Action.TRAIN, Action.CONTINUE, Action.SKIP]
+    assert [o.error is None for o in outcomes] == [True, False, True, True]
+    assert "exited with code 3" in outcomes[1].error
+    assert f"[scratch fold 0] args {DATASET} {CONFIG} 0 -tr Vox2VecTrainer -p {PLANS} -device cpu" \
+        in out.text
+    assert f"[scratch fold 2] args {DATASET} {CONFIG} 2 -tr Vox2VecTrainer -p {PLANS} -device cpu --c" \
+        in out.text
+    assert "[scratch fold 3] skip" in out.text and "fold 3] args" not in out.text
+    assert decide_action(layout.fold_dir(setup.trainer, 0)) is Action.SKIP
+
+
+def test_mean_std_is_sample_std() -> None:
+    from vox2vec_nnunet.benchmark.table import mean_std
+    stats = mean_std([0.5, 0.7, math.nan])  # NaN left out: mean .6, std sqrt(2 * .1² / 1)
+    assert (stats.mean, stats.n) == (pytest.approx(0.6), 2)
+    assert stats.std == pytest.approx(0.1 * np.sqrt(2))
+    assert mean_std([0.5]).std is None and mean_std([0.5]).percent() == "50.0 ± n/a"

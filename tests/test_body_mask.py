@@ -1,0 +1,89 @@
+"""Body mask and body bounding box (paper sec. 3.1 and 4.1, SPEC "Body mask")."""
+import numpy as np
+import pytest
+
+from vox2vec_nnunet.pretraining.body_mask import body_bounding_box, body_mask
+
+SHAPE = (12, 40, 48)  # (z, y, x), slice axis first
+
+
+def _ellipse(shape: tuple[int, int, int], center: tuple[float, float], radii: tuple[float, float]) -> np.ndarray:
+    _, y, x = np.indices(shape)
+    return ((y - center[0]) / radii[0]) ** 2 + ((x - center[1]) / radii[1]) ** 2 <= 1.0
+
+
+def _phantom() -> tuple[np.ndarray, np.ndarray]:
+    """Soft-tissue ellipse (40 HU) in air (-1000) with a lung (-850) that runs through every
+    slice, a gas bubble inside the lung and a bowel-gas pocket in the soft tissue.
+    Returns the HU volume and the expected body mask."""
+    body = _ellipse(SHAPE, (20, 24), (15, 19))
+    image = np.where(body, 40.0, -1000.0).astype(np.float32)
+    image[_ellipse(SHAPE, (18, 15), (6, 5))] = -850.0
+    image[4:7, 17:20, 14:17] = -1000.0  # gas bubble inside the lung
+    z, y, x = np.indices(SHAPE)
+    image[(z - 8) ** 2 + (y - 24) ** 2 + (x - 34) ** 2 <= 4] = -1000.0  # bowel gas
+    return image, body
+
+
+def test_enclosed_air_is_body_outside_air_is_not() -> None:
+    image, expected = _phantom()
+    mask = body_mask(image)
+    assert mask.dtype == bool and mask.shape == SHAPE
+    np.testing.assert_array_equal(mask, expected)
+    assert mask[5, 18, 15] and mask[8, 24, 34]  # gas bubble and bowel gas
+    assert mask[0, 18, 15] and mask[-1, 18, 15]  # lung touching the first/last slice stays body
+
+
+def test_air_touching_the_in_plane_border_is_background() -> None:
+    image = np.full(SHAPE, -1000.0, dtype=np.float32)
+    image[:, 10:30, :] = 40.0  # a body band spanning the full slice width
+    image[:, 18:22, :6] = -1000.0  # an air notch open to the left border
+    image[:, 14:16, 20:24] = -1000.0  # an enclosed pocket
+    mask = body_mask(image)
+    assert not mask[:, 18:22, :6].any()
+    assert mask[:, 14:16, 20:24].all()
+    assert not mask[:, :10].any() and not mask[:, 30:].any()
+    assert mask[:, 10:18].all() and mask[:, 22:30].all() and mask[:, 18:22, 6:].all()
+
+
+def test_full_connectivity_reaches_diagonal_air() -> None:
+    """Air touching outside air only through a 3-D corner is outside air (26-connectivity)."""
+    image = np.full((3, 7, 7), 40.0, dtype=np.float32)
+    image[0, 0, 0] = -1000.0  # on the in-plane border: outside air
+    image[1, 1, 1] = -1000.0  # its diagonal neighbour
+    image[1, 3, 3] = -1000.0  # enclosed
+    mask = body_mask(image)
+    assert not mask[0, 0, 0] and not mask[1, 1, 1] and mask[1, 3, 3]
+    assert mask.sum() == mask.size - 2
+
+
+def test_body_filling_the_slices_and_empty_volume() -> None:
+    assert body_mask(np.full((2, 5, 6), 40.0)).all()
+    assert not body_mask(np.full((2, 5, 6), -1000.0)).any()
+
+
+def test_bounding_box_of_voxels_above_minus_500() -> None:
+    image, _ = _phantom()
+    image[:2] = -1000.0
+    image[9, 3, 10] = -400.0  # a bright voxel outside the ellipse widens the box
+    box = body_bounding_box(image)
+    assert box == (slice(2, 12), slice(3, 36), slice(5, 44))
+
+
+def test_bounding_box_threshold_is_strict() -> None:
+    image = np.full((4, 5, 6), -1000.0)
+    image[1, 2, 3] = -500.0
+    with pytest.raises(ValueError, match="no voxel above"):
+        body_bounding_box(image)
+    image[2, 1, 4] = -499.0
+    assert body_bounding_box(image) == (slice(2, 3), slice(1, 2), slice(4, 5))
+
+
+@pytest.mark.parametrize("function", [body_mask, body_bounding_box])
+def test_bad_input(function) -> None:
+    with pytest.raises(ValueError, match="3-D"):
+        function(np.zeros((4, 4)))
+    bad = np.zeros((2, 3, 4))
+    bad[1, 1, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        function(bad)

@@ -1,0 +1,34 @@
+"""Short-budget variants of the vox2vec trainers for the end-to-end tests (CPU, seconds).
+
+nnU-Net finds them when this folder is listed in ``nnUNet_extTrainer`` after the installed one.
+"""
+import torch
+
+from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer_FineTune,
+                                                  Vox2VecTrainer_LinearProbe, Vox2VecTrainer_LinearProbe_RandomInit)
+
+
+class _Short:
+    """Two epochs of three iterations, two validation iterations."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 2
+        self.num_iterations_per_epoch = 3
+        self.num_val_iterations_per_epoch = 2
+
+
+class Vox2VecTrainer_Test2epochs(_Short, Vox2VecTrainer):
+    pass
+
+
+class Vox2VecTrainer_LinearProbe_Test2epochs(_Short, Vox2VecTrainer_LinearProbe):
+    pass
+
+
+class Vox2VecTrainer_LinearProbe_RandomInit_Test2epochs(_Short, Vox2VecTrainer_LinearProbe_RandomInit):
+    pass
+
+
+class Vox2VecTrainer_FineTune_Test2epochs(_Short, Vox2VecTrainer_FineTune):
+    pass

@@ -1,0 +1,9 @@
+"""vox2vec trainers for ``nnUNetv2_train -tr NAME`` (found through ``nnUNet_extTrainer``)."""
+from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer_FineTune,
+                                                  Vox2VecTrainer_LinearProbe, Vox2VecTrainer_LinearProbe_RandomInit,
+                                                  Vox2VecTrainer_NonLinearProbe,
+                                                  Vox2VecTrainer_NonLinearProbe_RandomInit)
+
+__all__ = ["Vox2VecTrainer", "Vox2VecTrainer_FineTune", "Vox2VecTrainer_LinearProbe",
+           "Vox2VecTrainer_LinearProbe_RandomInit", "Vox2VecTrainer_NonLinearProbe",
+           "Vox2VecTrainer_NonLinearProbe_RandomInit"]

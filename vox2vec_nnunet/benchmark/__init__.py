@@ -1,0 +1,16 @@
+"""The evaluation benchmark: nnU-Net cross-validation folds turned into the paper's tables and figure.
+
+The paper (Sect. 4.2, 5) compares evaluation setups of one FPN backbone — from scratch, linear
+probing, non-linear probing, fine-tuning, and probes on a frozen random FPN — by Dice over
+cross-validation folds (Table 1, BTCV 5 folds; Table 2, MSD 3 folds) and plots mean Dice against
+the number of trainable parameters (Fig. 2). Every number here comes from nnU-Net's own
+``fold_k/validation/summary.json``; every fold is trained by the real ``nnUNetv2_train``.
+
+* :mod:`.setups` — the evaluation setups and the trainer each one runs (the only such mapping);
+* :mod:`.layout` — where nnU-Net keeps a setup's folds and what a finished fold holds;
+* :mod:`.splits` — K-fold ``splits_final.json`` and the appended few-labeled-cases splits;
+* :mod:`.runner` — trains what is missing, resuming unfinished folds;
+* :mod:`.collect` — reads the folds back (Dice per label, the trainers' run records);
+* :mod:`.table` — mean ± std over folds, as Markdown and CSV;
+* :mod:`.figures` — Dice against trainable parameters (Fig. 2) and against labeled cases.
+"""

@@ -1,0 +1,96 @@
+"""The paper's Fig. 2 (mean Dice against trainable parameters) and the label-efficiency curve.
+
+Drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas, so no GUI backend and no
+global pyplot state is involved. Error bars are the sample standard deviation over folds (see
+:mod:`.table`); a setup with a single fold gets a marker without error bar. Setups whose
+backbone was not pre-trained (from scratch and the random-FPN probes) are drawn with hollow
+markers, so the random baseline cannot be read as a pre-trained result.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, NullLocator
+
+from vox2vec_nnunet.benchmark.collect import Problem
+from vox2vec_nnunet.benchmark.setups import PRETRAINED
+from vox2vec_nnunet.benchmark.table import Row
+
+_MARKERS = "osD^vP*Xhp"
+
+
+def _style(index: int, row: Row) -> dict:
+    return {"marker": _MARKERS[index % len(_MARKERS)], "color": f"C{index % 10}",
+            "markerfacecolor": f"C{index % 10}" if row.backbone_source == PRETRAINED else "none",
+            "markersize": 8, "capsize": 4}
+
+
+def _save(fig: Figure, path: Path) -> None:
+    FigureCanvasAgg(fig)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+
+
+def plot_dice_vs_parameters(rows: Sequence[Row], path: Path, subtitle: str = "") -> list[Problem]:
+    """Fig. 2: mean Dice over labels (%) against trainable parameters, log-scale x axis.
+
+    One marker per setup, labelled in the legend (from scratch and fine-tuning share their
+    parameter count, so labels written beside the markers would overlap). Returns a Problem for
+    each setup left out (unknown or disagreeing parameter counts).
+    """
+    fig = Figure(figsize=(7.5, 5))
+    ax = fig.add_subplot()
+    left_out = []
+    for i, row in enumerate(rows):
+        if row.trainable_parameters is None or row.mean_dice.n == 0:
+            left_out.append(Problem(row.setup.name, None, "left out of the figure: trainable "
+                                    "parameters unknown or inconsistent, or no finite Dice"))
+            continue
+        std = row.mean_dice.std
+        ax.errorbar([row.trainable_parameters], [100 * row.mean_dice.mean],
+                    yerr=None if std is None else [100 * std], linestyle="none",
+                    label=f"{row.setup.label} (n={row.mean_dice.n})", **_style(i, row))
+    ax.set_xscale("log")
+    ax.set_xlabel("Number of trainable parameters (log scale)")
+    ax.set_ylabel("Dice (%), mean over labels")
+    ax.set_title("Dice vs. trainable parameters" + (f"\n{subtitle}" if subtitle else ""),
+                 fontsize=9)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.margins(x=0.15, y=0.15)
+    if len(left_out) < len(rows):
+        ax.legend(fontsize=8, loc="best")
+    _save(fig, path)
+    return left_out
+
+
+def plot_dice_vs_labeled(rows: Sequence[tuple[int, Row]], path: Path, subtitle: str = "") -> None:
+    """Mean Dice over labels (%) against the number of labeled training cases, one line per
+    setup. The x axis is logarithmic with base 2 (budgets are typically doubled: 1, 2, 4, ...),
+    with a tick at every budget that was run."""
+    fig = Figure(figsize=(7, 5))
+    ax = fig.add_subplot()
+    grouped: dict[str, list[tuple[int, Row]]] = {}
+    for num_labeled, row in rows:
+        grouped.setdefault(row.setup.name, []).append((num_labeled, row))
+    for i, points in enumerate(grouped.values()):
+        points = sorted(((k, r) for k, r in points if r.mean_dice.n > 0), key=lambda kr: kr[0])
+        if not points:
+            continue
+        first = points[0][1]
+        ax.errorbar([k for k, _ in points], [100 * r.mean_dice.mean for _, r in points],
+                    yerr=[100 * (r.mean_dice.std or 0.0) for _, r in points],
+                    label=first.setup.label, **_style(i, first))
+    budgets = sorted({k for k, _ in rows})
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(budgets))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(k) for k in budgets])
+    ax.set_xlabel("Number of labeled training cases (log scale, base 2)")
+    ax.set_ylabel("Dice (%), mean over labels")
+    ax.set_title("Label efficiency" + (f"\n{subtitle}" if subtitle else ""), fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    _save(fig, path)

@@ -1,0 +1,214 @@
+"""Mean ± std over folds, as the rows of the paper's Table 1/2, written as Markdown and CSV.
+
+Statistics (paper Sect. 5: "mean value and standard deviation of Dice score across folds"):
+
+* per label: the fold's Dice for that label (nnU-Net's mean over the fold's validation cases),
+  then mean and *sample* standard deviation (``ddof=1``) over folds; with one fold the standard
+  deviation is undefined and shown as ``n/a`` (an empty cell in the CSV);
+* mean over labels: per fold the mean over labels first, then mean ± sample std over folds
+  (so it is the spread of whole-model scores between folds, as in Table 1, not of labels);
+* a NaN Dice (a label absent from every validation case and never predicted) is left out of
+  its average and reported.
+
+The Markdown shows Dice in percent with one decimal, as the paper's tables do; the CSV keeps
+nnU-Net's fractions in [0, 1] at full precision, with mean and std in separate columns.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from vox2vec_nnunet.benchmark.collect import FoldResult, Problem
+from vox2vec_nnunet.benchmark.setups import Setup
+
+T = TypeVar("T")
+
+MIXED = "mixed"
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class MeanStd:
+    """Mean and sample standard deviation (``ddof=1``) of ``n`` finite values; ``std`` is None
+    when ``n < 2`` and ``mean`` is NaN when ``n == 0``."""
+
+    mean: float
+    std: float | None
+    n: int
+
+    def percent(self) -> str:
+        if self.n == 0:
+            return "n/a"
+        std = "n/a" if self.std is None else f"{100 * self.std:.1f}"
+        return f"{100 * self.mean:.1f} ± {std}"
+
+
+def mean_std(values: Sequence[float]) -> MeanStd:
+    """Mean and sample std (``ddof=1``) of the finite entries of ``values``."""
+    finite = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
+    if finite.size == 0:
+        return MeanStd(math.nan, None, 0)
+    std = float(np.std(finite, ddof=1)) if finite.size > 1 else None
+    return MeanStd(float(np.mean(finite)), std, int(finite.size))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One setup summarised over its folds (one row of Table 1)."""
+
+    setup: Setup
+    folds: tuple[int, ...]
+    label_dice: dict[str, MeanStd]
+    mean_dice: MeanStd
+    trainable_parameters: int | None  # None: unknown, or the folds disagree (then a Problem)
+    backbone_source: str  # "pretrained", "random_init", MIXED or UNKNOWN
+    num_iterations: int | None
+    batch_size: int | None
+
+    def budget(self) -> str:
+        if self.num_iterations is None or self.batch_size is None:
+            return UNKNOWN
+        return f"{self.num_iterations:,} × {self.batch_size}"
+
+
+def _agreed(setup: Setup, folds: Sequence[FoldResult], what: str,
+            get: Callable[[FoldResult], T]) -> tuple[T | None, list[Problem]]:
+    """The value every fold's run record gives for ``what``; None and a Problem if they differ."""
+    values = {f.fold: get(f) for f in folds if f.run is not None}
+    if len(set(values.values())) == 1:
+        return next(iter(values.values())), []
+    if not values:
+        return None, []
+    listed = ", ".join(f"fold {k}: {v}" for k, v in values.items())
+    return None, [Problem(setup.name, None, f"folds disagree on {what} ({listed})")]
+
+
+def summarise(setup: Setup, folds: Sequence[FoldResult]) -> tuple[Row, list[Problem]]:
+    """The table row of ``setup`` from its finished folds (at least one)."""
+    if not folds:
+        raise ValueError(f"setup {setup.name!r} has no finished folds to summarise")
+    problems: list[Problem] = []
+    label_names = list(folds[0].dice)
+    for f in folds:
+        nan_labels = [name for name, d in f.dice.items() if not math.isfinite(d)]
+        if nan_labels:
+            problems.append(Problem(setup.name, f.fold, f"Dice is NaN for {', '.join(nan_labels)}; "
+                                    f"left out of the averages"))
+    per_fold_mean = [float(np.nanmean(list(f.dice.values()))) if any(
+        math.isfinite(d) for d in f.dice.values()) else math.nan for f in folds]
+    params, p1 = _agreed(setup, folds, "trainable parameters", lambda f: f.run.trainable_parameters)
+    source, p2 = _agreed(setup, folds, "backbone source", lambda f: f.run.backbone_source)
+    budget, p3 = _agreed(setup, folds, "training budget (iterations, batch size)",
+                         lambda f: (f.run.num_iterations, f.run.batch_size))
+    problems += p1 + p2 + p3
+    if source is None:
+        source = MIXED if any(f.run is not None for f in folds) else UNKNOWN
+    row = Row(setup=setup, folds=tuple(f.fold for f in folds),
+              label_dice={name: mean_std([f.dice[name] for f in folds]) for name in label_names},
+              mean_dice=mean_std(per_fold_mean), trainable_parameters=params,
+              backbone_source=source,
+              num_iterations=None if budget is None else budget[0],
+              batch_size=None if budget is None else budget[1])
+    return row, problems
+
+
+def _parameters(row: Row) -> str:
+    return UNKNOWN if row.trainable_parameters is None else f"{row.trainable_parameters:,}"
+
+
+def _markdown(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines)
+
+
+def _notes(problems: Sequence[Problem]) -> str:
+    return "" if not problems else "\n\nNotes:\n\n" + "\n".join(f"- {p}" for p in problems)
+
+
+def dice_table_markdown(rows: Sequence[Row], label_names: Sequence[str],
+                        problems: Sequence[Problem] = ()) -> str:
+    """Table 1 as Markdown: Dice (%) mean ± sample std over folds, then the notes."""
+    header = ["Setup", "Backbone", "Trainable params", "Budget (iter. × batch)", "Folds",
+              *label_names, "Mean"]
+    body = [[r.setup.label, r.backbone_source, _parameters(r), r.budget(), str(len(r.folds)),
+             *(r.label_dice[n].percent() for n in label_names), r.mean_dice.percent()]
+            for r in rows]
+    caption = ("Dice (%) on each fold's validation cases: mean ± sample standard deviation "
+               "(ddof=1) over folds, n/a with a single fold. Mean: mean over labels per fold, "
+               "then over folds.")
+    return caption + "\n\n" + _markdown(header, body) + _notes(problems) + "\n"
+
+
+def _csv_number(value: float | None) -> str:
+    return "" if value is None or not math.isfinite(value) else repr(value)
+
+
+def _csv_int(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+def write_dice_table_csv(rows: Sequence[Row], label_names: Sequence[str], path: Path) -> None:
+    """Table 1 as CSV: one line per setup, Dice as fractions, mean and std in separate columns."""
+    header = ["setup", "label", "trainer", "backbone_source", "trainable_parameters",
+              "num_iterations", "batch_size", "num_folds", "folds"]
+    for name in label_names:
+        header += [f"{name}_dice_mean", f"{name}_dice_std"]
+    header += ["mean_dice_mean", "mean_dice_std"]
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for r in rows:
+            line = [r.setup.name, r.setup.label, r.setup.trainer, r.backbone_source,
+                    _csv_int(r.trainable_parameters), _csv_int(r.num_iterations), _csv_int(r.batch_size),
+                    len(r.folds), " ".join(map(str, r.folds))]
+            for stats in [*(r.label_dice[n] for n in label_names), r.mean_dice]:
+                line += [_csv_number(stats.mean), _csv_number(stats.std)]
+            writer.writerow(line)
+
+
+def _by_setup(rows: Sequence[tuple[int, Row]]) -> dict[str, dict[int, Row]]:
+    grouped: dict[str, dict[int, Row]] = {}
+    for num_labeled, row in rows:
+        grouped.setdefault(row.setup.name, {})[num_labeled] = row
+    return grouped
+
+
+def label_efficiency_markdown(rows: Sequence[tuple[int, Row]],
+                              problems: Sequence[Problem] = ()) -> str:
+    """Mean Dice (%) per setup (rows) and number of labeled training cases (columns)."""
+    budgets = sorted({k for k, _ in rows})
+    grouped = _by_setup(rows)
+    header = ["Setup", "Backbone", "Trainable params",
+              *(f"{k} labeled" for k in budgets)]
+    body = []
+    for by_k in grouped.values():
+        first = next(iter(by_k.values()))
+        cells = [f"{by_k[k].mean_dice.percent()} (n={len(by_k[k].folds)})" if k in by_k else "—"
+                 for k in budgets]
+        body.append([first.setup.label, first.backbone_source, _parameters(first), *cells])
+    caption = ("Mean Dice (%) over labels on each regular fold's validation cases, training on k "
+               "labeled cases drawn from that fold's training cases (nested, seeded): mean ± "
+               "sample standard deviation (ddof=1) over folds, n = number of folds.")
+    return caption + "\n\n" + _markdown(header, body) + _notes(problems) + "\n"
+
+
+def write_label_efficiency_csv(rows: Sequence[tuple[int, Row]], path: Path) -> None:
+    """One line per setup and number of labeled cases; Dice as fractions."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["setup", "label", "trainer", "backbone_source", "trainable_parameters",
+                         "num_labeled", "num_folds", "fold_indices", "mean_dice_mean",
+                         "mean_dice_std"])
+        for by_k in _by_setup(rows).values():
+            for num_labeled, r in sorted(by_k.items()):
+                writer.writerow([r.setup.name, r.setup.label, r.setup.trainer, r.backbone_source,
+                                 _csv_int(r.trainable_parameters), num_labeled, len(r.folds),
+                                 " ".join(map(str, r.folds)), _csv_number(r.mean_dice.mean),
+                                 _csv_number(r.mean_dice.std)])

@@ -1,0 +1,291 @@
+"""``vox2vec_nnunet_benchmark``: the paper's Table 1/2 and Fig. 2 from nnU-Net cross-validation.
+
+Collects ``fold_k/validation/summary.json`` of every evaluation setup (see
+``vox2vec_nnunet.benchmark.setups``) and writes, into ``-o`` (default
+``$nnUNet_results/DatasetXXX/vox2vec_benchmark/``):
+
+* ``dice_table.md`` / ``dice_table.csv``: Dice per label and mean over labels, mean ± sample
+  std over folds, with trainable parameters, backbone source and training budget (Table 1);
+* ``dice_vs_parameters.png``: mean Dice against trainable parameters, log x (Fig. 2);
+* with ``--labeled 1 2 4 ...``: ``label_efficiency.md`` / ``.csv`` and ``dice_vs_labeled.png``,
+  Dice when training on k labeled cases of each fold (the paper's stated future work).
+
+With ``--run`` the missing folds are first trained by ``nnUNetv2_train`` (resuming unfinished
+ones), after writing ``splits_final.json`` for ``--folds K`` (the paper: 5 folds on BTCV, 3 on
+MSD) and the label-efficiency splits. Exit code 0 when everything asked for ran, 1 when a fold
+failed or nothing could be collected, 2 for bad input or environment.
+
+Example::
+
+    vox2vec_nnunet_benchmark -d 17 --folds 5 --run -device cuda \\
+        --pretrained_weights vox2vec_fpn.pth --setups scratch linear_probe nonlinear_probe
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from vox2vec_nnunet.benchmark.collect import FoldResult, Problem, collect_setup, foreground_labels
+from vox2vec_nnunet.benchmark.figures import plot_dice_vs_labeled, plot_dice_vs_parameters
+from vox2vec_nnunet.benchmark.layout import ResultsLayout
+from vox2vec_nnunet.benchmark.runner import (Job, Outcome, check_weights, find_nnunet_train,
+                                             run_jobs)
+from vox2vec_nnunet.benchmark.setups import SETUPS, Setup, resolve_setups
+from vox2vec_nnunet.benchmark.splits import (SPLITS_FILE, SplitsState,
+                                             ensure_label_efficiency_splits,
+                                             ensure_regular_splits, read_splits,
+                                             training_identifiers)
+from vox2vec_nnunet.benchmark.table import (Row, dice_table_markdown, label_efficiency_markdown,
+                                            summarise, write_dice_table_csv,
+                                            write_label_efficiency_csv)
+from vox2vec_nnunet.errors import Vox2VecError, command
+from vox2vec_nnunet.nnunet_env import (NNUNET_PATH_VARIABLES, dataset_name, require_path_variable,
+                                       trainers_dir)
+
+OUTPUT_SUBDIR = "vox2vec_benchmark"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vox2vec_nnunet_benchmark",
+        description="Tables (Dice mean ± std over folds) and figures (Dice vs trainable "
+                    "parameters, vs labeled cases) of the vox2vec evaluation setups from nnU-Net "
+                    "cross-validation folds; --run trains the missing folds first.")
+    p.add_argument("-d", dest="dataset", required=True, help="dataset id or DatasetXXX_Name")
+    p.add_argument("-p", dest="plans", default="Vox2VecPlans", help="plans identifier")
+    p.add_argument("-c", dest="configuration", default="3d_vox2vec", help="configuration")
+    p.add_argument("--setups", nargs="+", default=list(SETUPS),
+                   help=f"evaluation setups (default: all): {', '.join(SETUPS)}")
+    p.add_argument("--folds", type=int, default=5,
+                   help="number of cross-validation folds K (default 5; the paper uses 3 on MSD)")
+    p.add_argument("--fold_ids", nargs="+", type=int,
+                   help="only these of the K folds (default: all)")
+    p.add_argument("--pretrained_weights", type=Path,
+                   help="pre-trained FPN checkpoint for the setups that need it (with --run)")
+    p.add_argument("--run", action="store_true",
+                   help="train missing folds with nnUNetv2_train before collecting")
+    p.add_argument("-device", choices=("cpu", "cuda", "mps"),
+                   help="device for nnUNetv2_train (default: cuda if available, else cpu)")
+    p.add_argument("--labeled", nargs="+", type=int, metavar="K",
+                   help="label-efficiency mode: also train/collect on K labeled cases per fold")
+    p.add_argument("--overwrite_splits", action="store_true",
+                   help="with --run: replace a splits_final.json that has another number of folds")
+    p.add_argument("-o", dest="output", type=Path,
+                   help="output folder (default $nnUNet_results/DatasetXXX/vox2vec_benchmark)")
+    return p
+
+
+def _dataset_name(dataset: str) -> str:
+    """``DatasetXXX_Name`` for an id or name (nnU-Net's lookup); it must exist in one of
+    nnU-Net's folders (a name is not looked up by nnU-Net itself)."""
+    name = dataset_name(dataset)
+    roots = [require_path_variable(v) for v in NNUNET_PATH_VARIABLES]
+    if not any((root / name).is_dir() for root in roots):
+        raise Vox2VecError(f"unknown dataset {dataset!r}: no folder {name} in "
+                           f"{', '.join(map(str, roots))}")
+    return name
+
+
+def _labels(dataset: str, candidates: Sequence[Path]) -> dict[str, str]:
+    for path in candidates:
+        if path.is_file():
+            try:
+                return foreground_labels(json.loads(path.read_text()), path)
+            except json.JSONDecodeError as e:
+                raise Vox2VecError(f"{path} is not valid JSON: {e}") from e
+    raise Vox2VecError(f"no dataset.json for {dataset} (looked at "
+                     f"{', '.join(map(str, candidates))}); label names come from it")
+
+
+def _collect_rows(layout: ResultsLayout, setups: Sequence[Setup], folds: Sequence[int],
+                  labels: dict[str, str]) -> tuple[list[Row], list[Problem]]:
+    rows, problems = [], []
+    for setup in setups:
+        found, p = collect_setup(layout, setup, folds, labels)
+        problems += p
+        if found:
+            row, p = summarise(setup, found)
+            rows.append(row)
+            problems += p
+        else:
+            problems.append(Problem(setup.name, None, "no finished folds, left out of the table"))
+    return rows, problems
+
+
+def _collect_labeled(layout: ResultsLayout, setups: Sequence[Setup], folds: Sequence[int],
+                     budgets: Sequence[int], state: SplitsState | None, labels: dict[str, str]
+                     ) -> tuple[list[tuple[int, Row]], list[Problem]]:
+    rows: list[tuple[int, Row]] = []
+    problems: list[Problem] = []
+    indices = sorted(s.fold_index for s in (state.labeled if state is not None else [])
+                     if s.num_labeled in budgets and s.fold in folds)
+    for setup in setups:
+        if not any(layout.fold_dir(setup.trainer, i).is_dir() for i in indices):
+            problems.append(Problem(setup.name, None, "no label-efficiency fold trained yet "
+                                    f"(fold indices {indices} in splits_final.json)",
+                                    layout.trainer_dir(setup.trainer)))
+            continue
+        for k in budgets:
+            found: list[FoldResult] = []
+            for f in folds:
+                try:
+                    index = state.fold_index(k, f) if state is not None else None
+                except KeyError:
+                    index = None
+                if index is None:
+                    problems.append(Problem(setup.name, f, f"no split with {k} labeled cases yet "
+                                            f"(created by --run --labeled {k})"))
+                    continue
+                fold_found, p = collect_setup(layout, setup, [index], labels)
+                found += fold_found
+                problems += [Problem(q.setup, q.fold, f"{k} labeled, regular fold {f}: {q.message}",
+                                     q.path) for q in p]
+            if found:
+                row, p = summarise(setup, found)
+                rows.append((k, row))
+                problems += p
+    return rows, problems
+
+
+def _settings(rows: Sequence[Row]) -> list[str]:
+    lines = [f"  budget {r.setup.label}: {r.budget()} (iterations × batch size), "
+             f"backbone {r.backbone_source}, trainer {r.setup.trainer}" for r in rows]
+    random = [r for r in rows if r.setup.random_baseline]
+    if random:
+        lines += [f"  random baseline: {r.setup.label} = {r.setup.trainer}, a frozen randomly "
+                  f"initialised FPN (recorded backbone source: {r.backbone_source})" for r in random]
+    else:
+        lines.append("  random baseline: none in this table")
+    return lines
+
+
+def _subtitle(dataset: str, layout: ResultsLayout, rows: Sequence[Row]) -> str:
+    budgets = {r.budget() for r in rows}
+    budget = budgets.pop() if len(budgets) == 1 else "differs between setups"
+    return (f"{dataset}, {layout.plans}/{layout.configuration}, budget {budget} "
+            f"(iterations × batch)\nhollow markers: backbone not pre-trained (from scratch, "
+            f"random FPN); error bars: sample std over folds")
+
+
+def _run_missing(args: argparse.Namespace, setups: Sequence[Setup], fold_ids: Sequence[int],
+                 budgets: Sequence[int], dataset: str, layout: ResultsLayout,
+                 preprocessed_dir: Path, raw_root: Path) -> tuple[SplitsState, list[Outcome]]:
+    """``--run``: write the splits, then train every fold that is not finished."""
+    check_weights(setups, args.pretrained_weights)
+    executable = find_nnunet_train()
+    if not preprocessed_dir.is_dir():
+        raise Vox2VecError(f"{preprocessed_dir} does not exist: plan and preprocess {dataset} first")
+    state = ensure_regular_splits(
+        preprocessed_dir, args.folds, overwrite=args.overwrite_splits,
+        identifiers=lambda: training_identifiers(preprocessed_dir, args.plans, args.configuration,
+                                                 raw_root / dataset))
+    if budgets:
+        state = ensure_label_efficiency_splits(preprocessed_dir, budgets)
+    print(f"splits: {preprocessed_dir / SPLITS_FILE} ({state.num_regular_folds} regular folds, "
+          f"{len(state.labeled)} label-efficiency splits)")
+    jobs = [Job(s, f, f"fold {f}") for s in setups for f in fold_ids]
+    for s in setups:
+        for k in budgets:
+            for f in fold_ids:
+                index = state.fold_index(k, f)
+                jobs.append(Job(s, index, f"{k} labeled, fold {f} (split {index})"))
+    device = args.device
+    if device is None:
+        import torch
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"device: {device}")
+    return state, run_jobs(jobs, dataset, layout, args.pretrained_weights, device, executable)
+
+
+def _main(args: argparse.Namespace) -> int:
+    setups = resolve_setups(args.setups)
+    if args.labeled and min(args.labeled) < 1:
+        raise Vox2VecError("--labeled: numbers of labeled cases must be >= 1")
+    if args.overwrite_splits and not args.run:
+        raise Vox2VecError("--overwrite_splits only applies with --run (splits are written there)")
+    if args.folds < 2:
+        raise Vox2VecError(f"--folds must be at least 2, got {args.folds}")
+    fold_ids = list(dict.fromkeys(args.fold_ids)) if args.fold_ids else list(range(args.folds))
+    bad = [f for f in fold_ids if not 0 <= f < args.folds]
+    if bad:
+        raise Vox2VecError(f"--fold_ids {bad} outside 0..{args.folds - 1} (--folds {args.folds})")
+    budgets = sorted(set(args.labeled or []))
+
+    results_root, preprocessed_root, raw_root = (
+        require_path_variable(v) for v in ("nnUNet_results", "nnUNet_preprocessed", "nnUNet_raw"))
+    if args.run and not os.environ.get("nnUNet_extTrainer"):
+        raise Vox2VecError("the environment variable nnUNet_extTrainer is not set, so nnUNetv2_train "
+                           f"cannot find the vox2vec trainers. Fix: export "
+                           f"nnUNet_extTrainer={trainers_dir()}")
+    dataset = _dataset_name(args.dataset)
+    layout = ResultsLayout(results_root / dataset, args.plans, args.configuration)
+
+    failed: list[Outcome] = []
+    state: SplitsState | None = None
+    if args.run:
+        state, outcomes = _run_missing(args, setups, fold_ids, budgets, dataset, layout,
+                                       preprocessed_root / dataset, raw_root)
+        failed = [o for o in outcomes if o.error is not None]
+    elif budgets:
+        state = read_splits(preprocessed_root / dataset)
+
+    candidates = [layout.trainer_dir(s.trainer) / "dataset.json" for s in setups]
+    candidates += [root / dataset / "dataset.json" for root in (preprocessed_root, raw_root)]
+    labels = _labels(dataset, candidates)
+    output = args.output or results_root / dataset / OUTPUT_SUBDIR
+    output.mkdir(parents=True, exist_ok=True)
+
+    rows, problems = _collect_rows(layout, setups, fold_ids, labels)
+    written = [output / "dice_table.md", output / "dice_table.csv"]
+    if rows:
+        written.append(output / "dice_vs_parameters.png")
+        problems += plot_dice_vs_parameters(rows, written[-1], _subtitle(dataset, layout, rows))
+    markdown = dice_table_markdown(rows, list(labels), problems)
+    written[0].write_text(markdown)
+    write_dice_table_csv(rows, list(labels), written[1])
+    print(f"\n{dataset}, {args.plans}/{args.configuration}, folds {fold_ids} of {args.folds}\n")
+    print(markdown)
+
+    labeled_rows: list[tuple[int, Row]] = []
+    if budgets:
+        labeled_rows, labeled_problems = _collect_labeled(layout, setups, fold_ids, budgets,
+                                                          state, labels)
+        labeled_markdown = label_efficiency_markdown(labeled_rows, labeled_problems)
+        (output / "label_efficiency.md").write_text(labeled_markdown)
+        write_label_efficiency_csv(labeled_rows, output / "label_efficiency.csv")
+        written += [output / "label_efficiency.md", output / "label_efficiency.csv"]
+        if labeled_rows:
+            written.append(output / "dice_vs_labeled.png")
+            plot_dice_vs_labeled(labeled_rows, written[-1],
+                                 _subtitle(dataset, layout, [r for _, r in labeled_rows]))
+        print(labeled_markdown)
+
+    print("settings the figures depend on:")
+    print("\n".join(_settings(rows or [r for _, r in labeled_rows])))
+    print("written:\n" + "\n".join(f"  {p}" for p in written))
+    if failed:
+        print(f"\n{len(failed)} fold(s) failed:", file=sys.stderr)
+        for o in failed:
+            print(f"  {o.job.prefix} {o.action.value}: {o.error}", file=sys.stderr)
+        return 1
+    if not rows and not labeled_rows:
+        print("\nno finished fold of any setup was found; see the notes above", file=sys.stderr)
+        return 1
+    return 0
+
+
+@command
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _main(args)
+    except (ValueError, FileNotFoundError) as e:  # bad splits, weights, labels or setup names
+        raise Vox2VecError(str(e)) from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""``vox2vec_nnunet_import_weights``: the authors' released FPN weights -> a ``-pretrained_weights`` file.
+
+The released checkpoint is a plain state dict of the FPN (340 entries; names in
+``shared/reference/vox2vec_fpn3d_state_dict.tsv``). Our network keeps those names under
+``backbone.``, so importing is a prefix and a check, written as an nnU-Net-style checkpoint
+(``{"network_weights": ...}``) that ``nnUNetv2_train -pretrained_weights`` accepts.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from vox2vec_nnunet.atomic import write_atomically
+from vox2vec_nnunet.errors import Vox2VecError, command
+from vox2vec_nnunet.network.fpn import FPN3d
+from vox2vec_nnunet.weights import BACKBONE_PREFIX, load_weights_file, network_weights
+
+
+def infer_fpn(state: dict[str, torch.Tensor], path: Path) -> FPN3d:
+    """An FPN with the settings the state dict was saved from (from its first conv and depth)."""
+    if "first_conv.weight" not in state:
+        raise Vox2VecError(f"{path}: not a vox2vec FPN state dict (no 'first_conv.weight'; first keys: "
+                           f"{sorted(state)[:5]})")
+    base_channels, in_channels = state["first_conv.weight"].shape[:2]
+    levels = 1 + len({k.split(".")[1] for k in state if k.startswith("left_blocks.")})
+    return FPN3d(in_channels=in_channels, base_channels=base_channels, num_levels=levels)
+
+
+def import_fpn_state(state: dict[str, torch.Tensor], path: Path) -> tuple[dict[str, torch.Tensor], FPN3d]:
+    """Check a released FPN state dict against our FPN and return it under ``backbone.``."""
+    if any(k.startswith(BACKBONE_PREFIX) for k in state):  # already ours (e.g. a pre-training checkpoint)
+        state = {k[len(BACKBONE_PREFIX):]: v for k, v in state.items() if k.startswith(BACKBONE_PREFIX)}
+    fpn = infer_fpn(state, path)
+    expected = fpn.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise Vox2VecError(
+            f"{path}: does not match the vox2vec FPN ({fpn.base_channels} base channels, {fpn.num_levels} levels): "
+            f"{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}, "
+            f"{len(wrong)} with other shapes {wrong[:3]}")
+    fpn.load_state_dict(state)  # also checks dtypes convert
+    return {BACKBONE_PREFIX + k: v.clone() for k, v in fpn.state_dict().items()}, fpn
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="vox2vec_nnunet_import_weights",
+                                description="Turn the released vox2vec FPN weights (a plain state dict) into a "
+                                            "checkpoint for `nnUNetv2_train -pretrained_weights`. Loads with "
+                                            "torch.load(weights_only=True).")
+    p.add_argument("file", type=Path, help="the released FPN state dict (.pt/.pth)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint to write (.pth)")
+    args = p.parse_args(argv)
+    state = network_weights(load_weights_file(args.file), args.file)
+    weights, fpn = import_fpn_state(state, args.file)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = {"network_weights": weights,
+                  "vox2vec": {"source": str(args.file), "base_channels": fpn.base_channels,
+                              "num_levels": fpn.num_levels, "in_channels": fpn.in_channels}}
+    write_atomically(args.output, lambda tmp: torch.save(checkpoint, tmp))
+    print(f"Imported {len(weights)} tensors (FPN: {fpn.base_channels} base channels, {fpn.num_levels} levels, "
+          f"{sum(v.numel() for k, v in weights.items() if not k.endswith('num_batches_tracked')):,} values); "
+          f"no missing or unexpected keys.\nWrote {args.output}\nUse it with: nnUNetv2_train DATASET 3d_vox2vec FOLD "
+          f"-p Vox2VecPlans -tr Vox2VecTrainer_NonLinearProbe -pretrained_weights {args.output}")
+    return 0

@@ -1,0 +1,54 @@
+"""Checks of a user's nnU-Net environment, with the exact fix in each message."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from vox2vec_nnunet.errors import Vox2VecError
+
+NNUNET_PATH_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+
+
+def trainers_dir() -> Path:
+    """The installed folder of vox2vec trainer modules, what ``nnUNet_extTrainer`` must list."""
+    import vox2vec_nnunet_trainers
+
+    return Path(vox2vec_nnunet_trainers.__file__).resolve().parent
+
+
+def require_path_variable(name: str) -> Path:
+    """The folder an nnU-Net path variable names; a clear error if it is unset."""
+    value = os.environ.get(name)
+    if not value:
+        raise Vox2VecError(f"the environment variable {name} is not set. Fix: export {name}=/path/to/{name} "
+                           f"(see `vox2vec_nnunet_doctor`)")
+    return Path(value)
+
+
+def dataset_name(dataset: str | int) -> str:
+    """``DatasetXXX_Name`` for an ID or name, looked up in nnU-Net's folders, or a clear error."""
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    for name in NNUNET_PATH_VARIABLES[:2]:
+        require_path_variable(name)
+    try:
+        return maybe_convert_to_dataset_name(dataset)
+    except (RuntimeError, ValueError) as e:
+        raise Vox2VecError(f"dataset {dataset!r} was not found in $nnUNet_raw ({os.environ['nnUNet_raw']}), "
+                           f"$nnUNet_preprocessed or $nnUNet_results. Give an existing dataset ID or a name "
+                           f"DatasetXXX_Name. ({e})") from None
+
+
+def resolve_device(device: torch.device) -> torch.device:
+    """CUDA when asked for and present; otherwise the CPU, with all its threads, and a note.
+
+    ``nnUNetv2_train`` asks for CUDA by default and restricts torch to one thread when it does,
+    so without a GPU the trainers fall back here instead of failing.
+    """
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("vox2vec: no CUDA device is available, training on the CPU (pass -device cpu to silence this)")
+        torch.set_num_threads(os.cpu_count() or 1)
+        return torch.device("cpu")
+    return device

@@ -1,0 +1,577 @@
+"""Synthetic abdominal CT phantoms written as nnU-Net v2 raw datasets (SPEC section 3).
+
+No public abdominal CT with organ labels can be had offline, so the project draws its own:
+CT-like volumes in Hounsfield units with the tissue classes SPEC section 3 lists (air -1000,
+fat about -100, soft tissue 30-60, contrast-enhanced vessels and kidney cortex 150-250, bone
+400-1000, lung about -850, bowel gas) and an anatomy that varies between subjects. Organs that
+vox2vec must tell apart share intensities on purpose -- liver and spleen are drawn from one
+parenchyma value per subject, both kidneys share one cortex value, and unlabeled look-alikes
+(inferior vena cava, iliac arteries, heart chambers, muscle) sit next to labeled structures --
+so that position and context, not intensity alone, separate the classes, as in real CT
+(paper section 1: representations must encode anatomical context).
+
+Geometry and orientation
+------------------------
+Arrays are laid out (z, y, x), slice axis first, as nnU-Net's SimpleITK reader returns them.
+The written images use SimpleITK's identity direction, i.e. LPS world axes:
+
+* +x (last array axis, increasing column) = patient **left**,
+* +y (middle axis, increasing row)        = patient **posterior**,
+* +z (first axis, increasing slice)       = patient **superior** (cranial).
+
+So ``imshow(image[k])`` with the default upper-left origin is the usual radiological axial
+display: anterior at the top, patient right on the image left. The world origin is the
+centre of the volume; anatomy is modelled in millimetres in that frame, so one seed gives
+the same subject at any voxel spacing.
+"""
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+#: Label values of the phantoms (nnU-Net's ``dataset.json`` "labels" mapping). Everything not
+#: listed -- body wall, fat, muscle, bone, lungs, bowel, stomach, heart, other vessels -- is 0.
+PHANTOM_LABELS: dict[str, int] = {
+    "background": 0,
+    "liver": 1,
+    "spleen": 2,
+    "kidney_left": 3,
+    "kidney_right": 4,
+    "aorta": 5,
+}
+
+AIR_HU = -1000.0
+#: Lowest value a CT scanner stores; air plus noise is clipped here as on real scanners.
+MIN_HU = -1024.0
+
+# Largest body the generator draws (half-axes in mm) plus the largest coordinate
+# displacement (3 std of the smooth deformation); the field of view must hold them.
+_BODY_HALF_X_MAX = 148.0
+_BODY_HALF_Y_MAX = 116.0
+_BODY_TAPER_MAX = 0.04
+_DEFORM_STD_MM = 3.5
+_DEFORM_MAX_MM = 3.0 * _DEFORM_STD_MM
+_MARGIN_MM = 3.0
+# The anatomy is modelled from above the diaphragm domes down to the lower lumbar spine.
+_FOV_Z_RANGE_MM = (100.0, 260.0)
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """How phantoms are sampled. Tuples are ordered (z, y, x) like the arrays.
+
+    fov_mm: field of view; the default (180, 260, 340) is an abdominal scan from the lung
+        bases to the lower lumbar spine with air around a body of 240-300 mm width.
+    spacing: voxel size in mm; the default is a typical thick-slice abdominal series.
+    noise_std: standard deviation (HU) of the in-plane correlated Gaussian image noise.
+    texture_std: standard deviation (HU) of a smooth low-frequency texture inside the body
+        (scanner non-uniformity and tissue heterogeneity).
+    psf_fwhm_mm: full width at half maximum of the Gaussian point spread function.
+    """
+
+    fov_mm: tuple[float, float, float] = (180.0, 260.0, 340.0)
+    spacing: tuple[float, float, float] = (5.0, 2.5, 2.5)
+    noise_std: float = 15.0
+    texture_std: float = 6.0
+    psf_fwhm_mm: tuple[float, float, float] = (4.0, 1.5, 1.5)
+
+    def __post_init__(self) -> None:
+        for name in ("fov_mm", "spacing", "psf_fwhm_mm"):
+            value = getattr(self, name)
+            if len(value) != 3:
+                raise ValueError(f"PhantomConfig.{name} must have 3 entries (z, y, x), got {value!r}")
+            object.__setattr__(self, name, tuple(float(v) for v in value))
+        if min(self.spacing) <= 0:
+            raise ValueError(f"PhantomConfig.spacing must be positive, got {self.spacing}")
+        if min(self.psf_fwhm_mm) < 0 or self.noise_std < 0 or self.texture_std < 0:
+            raise ValueError("PhantomConfig.psf_fwhm_mm, noise_std and texture_std must be >= 0")
+        need_y = 2.0 * (_BODY_HALF_Y_MAX + _DEFORM_MAX_MM + _MARGIN_MM)
+        need_x = 2.0 * (_BODY_HALF_X_MAX * (1.0 + _BODY_TAPER_MAX) + _DEFORM_MAX_MM + _MARGIN_MM)
+        fz, fy, fx = self.fov_mm
+        if fy < need_y or fx < need_x:
+            raise ValueError(f"PhantomConfig.fov_mm={self.fov_mm}: the in-plane field of view must be "
+                             f"at least {need_y:.0f} x {need_x:.0f} mm (y, x) to hold the largest body "
+                             f"with air around it")
+        if not _FOV_Z_RANGE_MM[0] <= fz <= _FOV_Z_RANGE_MM[1]:
+            raise ValueError(f"PhantomConfig.fov_mm={self.fov_mm}: the cranio-caudal field of view must "
+                             f"lie in {_FOV_Z_RANGE_MM} mm (the modelled anatomy spans the lung bases to "
+                             f"the lower lumbar spine)")
+        if any(f < 2 * s for f, s in zip(self.fov_mm, self.spacing)):
+            raise ValueError(f"PhantomConfig: spacing {self.spacing} is too coarse for fov_mm {self.fov_mm}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Array shape (z, y, x): the field of view divided by the spacing, rounded."""
+        return tuple(int(round(f / s)) for f, s in zip(self.fov_mm, self.spacing))
+
+
+@dataclass(frozen=True)
+class Phantom:
+    """One synthetic subject: ``image`` float32 HU and ``labels`` uint8 (values of
+    PHANTOM_LABELS), both (z, y, x) in the orientation the module docstring describes;
+    ``spacing`` in mm, (z, y, x)."""
+
+    image: np.ndarray
+    labels: np.ndarray
+    spacing: tuple[float, float, float]
+
+    @property
+    def origin_lps(self) -> tuple[float, float, float]:
+        """World position (x, y, z), LPS mm, of voxel (0, 0, 0): the volume is centred at 0."""
+        return tuple(-(n - 1) / 2.0 * s for n, s in zip(self.image.shape[::-1], self.spacing[::-1]))
+
+
+# ----------------------------------------------------------------------------- sampling helpers
+
+
+class _Fields:
+    """Smooth random fields with unit standard deviation, defined in millimetres over the field
+    of view (noise on a node grid of about ``length_mm`` spacing, cubic-spline interpolated to
+    the voxel grid), so a seed gives the same fields at every voxel spacing."""
+
+    def __init__(self, rng: np.random.Generator, config: PhantomConfig) -> None:
+        self._rng = rng
+        self._config = config
+
+    def __call__(self, length_mm: float) -> np.ndarray:
+        nodes = [max(2, int(math.ceil(f / length_mm)) + 1) for f in self._config.fov_mm]
+        noise = self._rng.standard_normal(nodes).astype(np.float32)
+        # Cubic-spline zoom is separable: one (voxels x nodes) matrix per axis, obtained by
+        # zooming the identity, applied by tensor contraction (far cheaper than a 3D zoom).
+        mz, my, mx = (ndimage.zoom(np.eye(c, dtype=np.float32), (n / c, 1.0), order=3, mode="nearest")
+                      for n, c in zip(self._config.shape, nodes))
+        field = np.einsum("ai,bj,ck,ijk->abc", mz, my, mx, noise, optimize=True)
+        return (field - field.mean()) / max(float(field.std()), 1e-6)
+
+
+@dataclass
+class _Canvas:
+    """The volume being painted: every ``paint`` sets the tissue's HU and its label (0 for
+    structures that are not labeled), so labels always describe the visible tissue."""
+
+    image: np.ndarray
+    labels: np.ndarray
+
+    def paint(self, mask: np.ndarray, hu: float | np.ndarray, label: int = 0) -> None:
+        mask = np.broadcast_to(mask, self.image.shape)
+        self.image[mask] = np.broadcast_to(hu, self.image.shape)[mask] if isinstance(hu, np.ndarray) else hu
+        self.labels[mask] = label
+
+
+def _u(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(rng.uniform(low, high))
+
+
+def _ellipsoid(z: np.ndarray, y: np.ndarray, x: np.ndarray, center: tuple[float, float, float],
+               radii: tuple[float, float, float], yaw_deg: float = 0.0,
+               tilt_deg: float = 0.0) -> np.ndarray:
+    """Squared normalised radius of an ellipsoid (< 1 inside). ``center``/``radii`` are (z, y, x)
+    mm; ``yaw_deg`` turns the ellipsoid's x axis towards +y in the axial plane, ``tilt_deg``
+    then turns it towards +z (coronal tilt)."""
+    cz, cy, cx = center
+    rz, ry, rx = radii
+    dz, dy, dx = z - cz, y - cy, x - cx
+    a, t = math.radians(yaw_deg), math.radians(tilt_deg)
+    u = math.cos(a) * dx + math.sin(a) * dy
+    v = -math.sin(a) * dx + math.cos(a) * dy
+    w = -math.sin(t) * u + math.cos(t) * dz
+    u = math.cos(t) * u + math.sin(t) * dz
+    return (u / rx) ** 2 + (v / ry) ** 2 + (w / rz) ** 2
+
+
+def _distance_to_polyline(z: np.ndarray, y: np.ndarray, x: np.ndarray,
+                          points: np.ndarray) -> np.ndarray:
+    """Euclidean distance (mm) from every voxel to a polyline of (z, y, x) mm points."""
+    best = np.full(np.broadcast_shapes(z.shape, y.shape, x.shape), np.inf, dtype=np.float32)
+    for a, b in zip(points[:-1], points[1:]):
+        d = b - a
+        t = ((z - a[0]) * d[0] + (y - a[1]) * d[1] + (x - a[2]) * d[2]) / float(d @ d)
+        t = np.clip(t, 0.0, 1.0)
+        dist = np.sqrt((z - a[0] - t * d[0]) ** 2 + (y - a[1] - t * d[1]) ** 2 + (x - a[2] - t * d[2]) ** 2)
+        np.minimum(best, dist, out=best)
+    return best
+
+
+# ----------------------------------------------------------------------------- the phantom
+
+
+def make_phantom(seed: int, config: PhantomConfig = PhantomConfig()) -> Phantom:
+    """Draw one subject. Deterministic for ``seed``; the anatomy (sizes, positions, shapes,
+    intensities) is drawn in millimetres, independent of ``config.spacing``.
+
+    Painting order is back to front: body (fat, muscle wall), thorax (lungs, heart) above the
+    diaphragm, bowel and stomach, solid organs, vessels, then bone, each overwriting the
+    previous tissue and label. Then texture, point spread blur and correlated noise.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"make_phantom: seed must be a non-negative integer, got {seed!r}")
+    anatomy_seq, field_seq, noise_seq = np.random.SeedSequence(int(seed)).spawn(3)
+    rng = np.random.default_rng(anatomy_seq)
+    fields = _Fields(np.random.default_rng(field_seq), config)
+    shape = config.shape
+    sz, sy, sx = config.spacing
+    z = ((np.arange(shape[0], dtype=np.float32) - (shape[0] - 1) / 2) * sz)[:, None, None]
+    y = ((np.arange(shape[1], dtype=np.float32) - (shape[1] - 1) / 2) * sy)[None, :, None]
+    x = ((np.arange(shape[2], dtype=np.float32) - (shape[2] - 1) / 2) * sx)[None, None, :]
+    # Soft tissue is drawn in smoothly displaced coordinates (organic, subject-specific
+    # shapes); the skeleton and the great vessels use the undisplaced ones.
+    zd = z + np.clip(_DEFORM_STD_MM * fields(45.0), -_DEFORM_MAX_MM, _DEFORM_MAX_MM)
+    yd = y + np.clip(_DEFORM_STD_MM * fields(45.0), -_DEFORM_MAX_MM, _DEFORM_MAX_MM)
+    xd = x + np.clip(_DEFORM_STD_MM * fields(45.0), -_DEFORM_MAX_MM, _DEFORM_MAX_MM)
+    bumps = fields(25.0)  # organ surface irregularity
+
+    canvas = _Canvas(np.full(shape, AIR_HU, dtype=np.float32), np.zeros(shape, dtype=np.uint8))
+
+    # Tissue intensities of this subject. Liver and spleen share one parenchyma value, the
+    # kidneys one cortex value (SPEC section 3: context, not intensity, must separate them).
+    fat_hu = _u(rng, -115, -85)
+    muscle_hu = _u(rng, 35, 50)
+    parenchyma_hu = _u(rng, 50, 70)
+    liver_hu = parenchyma_hu + _u(rng, -2, 2)
+    spleen_hu = parenchyma_hu + _u(rng, -2, 2)
+    kidney_cortex_hu = _u(rng, 150, 250)
+    kidney_medulla_hu = kidney_cortex_hu - (_u(rng, 50, 100) if rng.random() < 0.5 else _u(rng, 0, 15))
+    aorta_hu = _u(rng, 150, 250)
+    vein_hu = _u(rng, 100, 160)
+    lung_hu = _u(rng, -870, -830)
+    cortical_hu = _u(rng, 700, 1000)
+    cancellous_hu = _u(rng, 250, 400)
+    fluid_hu = _u(rng, 0, 25)
+
+    # --- body outline: a super-ellipse, flatter at the back, slightly tapered along z.
+    cx, cy = _u(rng, -6, 6), _u(rng, -6, 6)
+    ax = _u(rng, 120, _BODY_HALF_X_MAX) * (1.0 + _u(rng, -_BODY_TAPER_MAX, _BODY_TAPER_MAX) * z / 90.0)
+    ay_front = _u(rng, 100, _BODY_HALF_Y_MAX)
+    ay_back = ay_front * _u(rng, 0.78, 0.9)
+    p_front, p_back = _u(rng, 2.0, 2.4), _u(rng, 2.6, 3.4)
+    behind = yd > cy
+    p = np.where(behind, p_back, p_front)
+    body = (np.abs(xd - cx) / ax) ** p + (np.abs(yd - cy) / np.where(behind, ay_back, ay_front)) ** p <= 1.0
+    depth = np.stack([ndimage.distance_transform_edt(s, sampling=(sy, sx)) for s in body]).astype(np.float32)
+    theta = np.arctan2(xd - cx, yd - cy)  # 0 at the posterior midline, +-pi anterior
+    fat_mm = _u(rng, 6, 14) + 0.55 * (float(np.mean(ax)) - 120.0)
+    wall_mm = _u(rng, 8, 13)
+    fat_local = fat_mm * (0.85 - 0.15 * np.cos(theta)) * (1.0 + 0.15 * fields(60.0))
+    cavity = depth > fat_local + wall_mm
+    canvas.paint(body, fat_hu)
+    canvas.paint(body & (depth > fat_local), muscle_hu)
+    visceral_fat_hu = fat_hu + _u(rng, 5, 25)
+    canvas.paint(cavity, visceral_fat_hu)
+    ax_in = float(np.mean(ax)) - fat_mm - wall_mm
+    ay_in = ay_front - fat_mm - wall_mm
+
+    # --- spine frame (undisplaced): vertebral body centre, gentle lordosis and lateral tilt.
+    vb_rx, vb_ry = _u(rng, 19, 25), _u(rng, 15, 19)
+    canal_r = _u(rng, 7, 9)
+    spinous_len = _u(rng, 25, 35)
+    d_back = vb_ry + 2 * canal_r + 2 + spinous_len + 0.7 * fat_mm + _u(rng, 8, 14)
+    spine_x = cx + _u(rng, -4, 4) + _u(rng, -0.03, 0.03) * z
+    spine_y = cy + ay_back - d_back + _u(rng, -0.08, 0.08) * z  # vertebral body centre
+
+    # --- back muscles (erector spinae, quadratus lumborum) fill the body wall behind the
+    # vertebral bodies; the peritoneal and pleural cavities end in front of them.
+    # Erector spinae beside the spinous processes, quadratus lumborum lateral to the
+    # transverse processes.
+    # The erector spinae reach from the laminae to the posterior wall.
+    back = np.zeros(shape, dtype=bool)
+    erector_front = spine_y + vb_ry + 2 * canal_r
+    erector_back = cy + ay_back - 0.7 * fat_mm
+    erector_y, erector_ry = (erector_front + erector_back) / 2, (erector_back - erector_front) / 2 + 4.0
+    erector_rx = _u(rng, 24, 32)
+    quadratus_r = (_u(rng, 10, 14), _u(rng, 14, 20))  # (y, x)
+    for side in (-1.0, 1.0):
+        back |= ((yd - erector_y) / erector_ry) ** 2 + ((xd - spine_x - side * (erector_rx + 3.0)) / erector_rx) ** 2 < 1.0
+        back |= (((yd - spine_y - vb_ry - 10.0) / quadratus_r[0]) ** 2
+                 + ((xd - spine_x - side * (vb_rx + 1.5 * quadratus_r[1])) / quadratus_r[1]) ** 2 < 1.0) & (zd < 10.0)
+    back &= body & (depth > fat_local)
+    canvas.paint(back, muscle_hu)
+    cavity &= ~back
+
+    # --- diaphragm: two domes (right higher), lowest in the posterior recesses.
+    dome_right = _u(rng, 35, 65)
+    dome_left = dome_right - _u(rng, 5, 15)
+    dome_y = cy - 0.15 * ay_front
+    curvature = _u(rng, 0.005, 0.007)
+    diaphragm = np.maximum(
+        dome_right - curvature * ((xd - (cx - 0.45 * ax_in)) ** 2 + (yd - dome_y) ** 2),
+        dome_left - curvature * ((xd - (cx + 0.45 * ax_in)) ** 2 + (yd - dome_y) ** 2))
+    abdomen = cavity & (zd < diaphragm)
+    thorax = cavity & (zd > diaphragm + 5.0)
+    canvas.paint(cavity & ~abdomen & ~thorax, muscle_hu)  # the diaphragm itself
+    lung = lung_hu + 25.0 * fields(20.0)
+    lung = np.where(fields(4.0) > 2.3, _u(rng, -150, 0), lung)  # small pulmonary vessels
+    canvas.paint(thorax, lung)
+    # Mediastinum between the lungs and the heart resting on the central tendon.
+    canvas.paint(thorax & (np.abs(xd - spine_x - 5) < _u(rng, 18, 26)) & (yd < spine_y + vb_ry), visceral_fat_hu)
+    heart_c = (float(dome_left) - 25.0 + _u(rng, 30, 45), cy - 0.35 * ay_front, cx + _u(rng, 10, 25))
+    heart_r = (_u(rng, 45, 55), _u(rng, 38, 48), _u(rng, 55, 70))
+    heart = _ellipsoid(zd, yd, xd, heart_c, heart_r, yaw_deg=_u(rng, -30, -10))
+    canvas.paint(thorax & (heart < 1.0), muscle_hu)
+    canvas.paint(thorax & (heart < 0.45), aorta_hu * 0.9)  # contrast in the chambers
+
+    # --- colon: a frame from the caecum up the right flank, across the front, down the left.
+    liver_z = dome_right - _u(rng, 25, 40)
+    spleen_z = dome_left - _u(rng, 40, 55)
+    flexure_r = liver_z - _u(rng, 20, 40)
+    flexure_l = spleen_z - _u(rng, 5, 20)
+    path = np.array([
+        (-130.0, -0.05 * ay_in, -0.6 * ax_in), (flexure_r - 20, 0.0, -0.62 * ax_in),
+        (flexure_r, -0.35 * ay_in, -0.5 * ax_in), (_u(rng, -45, -10), -0.62 * ay_in, 0.0),
+        (flexure_l, -0.2 * ay_in, 0.55 * ax_in), (flexure_l - 40, 0.15 * ay_in, 0.62 * ax_in),
+        (-130.0, 0.1 * ay_in, 0.6 * ax_in)])
+    path[:, 1:] += np.array([cy, cx])
+    path += rng.uniform(-8, 8, size=path.shape)
+    colon_r = _u(rng, 14, 21)
+    colon_d = _distance_to_polyline(zd, yd, xd, path)
+    colon = abdomen & (colon_d < colon_r)
+    stool = np.where(fields(8.0) > _u(rng, 0.0, 0.8), AIR_HU, _u(rng, -120, 0) + 40.0 * fields(5.0))
+    canvas.paint(colon, muscle_hu + 10.0)
+    canvas.paint(colon & (colon_d < colon_r - 3.0), stool)
+
+    # --- small bowel: serpiginous loops around the zero level set of a smooth field, in the
+    # front and the lower abdomen; fluid-filled with a wall, some loops holding gas.
+    loops, gas_f = np.abs(fields(30.0)), fields(30.0)
+    bowel_zone = abdomen & ~colon & (yd < spine_y - 0.5 * vb_ry) & (zd < diaphragm - 35.0)
+    width = _u(rng, 0.35, 0.5)
+    canvas.paint(bowel_zone & (loops < width), _u(rng, 70, 110))  # enhancing wall
+    lumen = bowel_zone & (loops < 0.6 * width)
+    canvas.paint(lumen, fluid_hu)
+    canvas.paint(lumen & (gas_f > _u(rng, 0.8, 1.4)) & (loops < 0.4 * width), AIR_HU)
+
+    # --- stomach in the left upper quadrant with an air-fluid level (supine: gas anterior).
+    stomach_c = (spleen_z - _u(rng, 0, 20), cy - ay_in * _u(rng, 0.25, 0.45), cx + ax_in * _u(rng, 0.2, 0.4))
+    stomach_r = (_u(rng, 35, 50), _u(rng, 25, 35), _u(rng, 35, 50))
+    stomach = _ellipsoid(zd, yd, xd, stomach_c, stomach_r, yaw_deg=_u(rng, -35, 0)) < 1.0 + 0.15 * bumps
+    stomach &= abdomen
+    canvas.paint(stomach, muscle_hu)
+    stomach_lumen = stomach & (ndimage.binary_erosion(stomach, iterations=1))
+    canvas.paint(stomach_lumen, fluid_hu + 5.0)
+    gas_level = stomach_c[1] - stomach_r[1] * _u(rng, 0.1, 0.8)
+    canvas.paint(stomach_lumen & (yd < gas_level), AIR_HU)
+
+    # --- liver: right lobe plus left lobe reaching across the midline in front; gallbladder.
+    right_lobe = _ellipsoid(zd, yd, xd, (liver_z, cy + ay_in * _u(rng, -0.15, 0.05), cx - ax_in * _u(rng, 0.45, 0.55)),
+                            (_u(rng, 70, 85), _u(rng, 75, 90), _u(rng, 62, 78)),
+                            yaw_deg=_u(rng, -15, 15), tilt_deg=_u(rng, 0, 15))
+    left_lobe = _ellipsoid(zd, yd, xd, (dome_left - _u(rng, 20, 35), cy - ay_in * _u(rng, 0.35, 0.5), cx + _u(rng, -5, 15)),
+                           (_u(rng, 30, 40), _u(rng, 22, 32), _u(rng, 45, 60)), yaw_deg=_u(rng, -20, 10))
+    liver = abdomen & (np.minimum(right_lobe, left_lobe) < 1.0 + 0.12 * bumps) & (zd < diaphragm - 2.0)
+    canvas.paint(liver, liver_hu, PHANTOM_LABELS["liver"])
+    if rng.random() < 0.75:
+        gallbladder = _ellipsoid(zd, yd, xd, (liver_z - _u(rng, 25, 45), cy - ay_in * _u(rng, 0.25, 0.4),
+                                              cx - ax_in * _u(rng, 0.1, 0.3)),
+                                 (_u(rng, 25, 35), _u(rng, 12, 18), _u(rng, 12, 18)), yaw_deg=_u(rng, -30, 30))
+        canvas.paint(abdomen & (gallbladder < 1.0), _u(rng, 0, 20))
+
+    # --- spleen: crescent along the left posterolateral wall.
+    spleen_yaw = _u(rng, 30, 60)
+    spleen_c = (spleen_z, cy + ay_in * _u(rng, 0.05, 0.3), cx + ax_in * _u(rng, 0.5, 0.62))
+    spleen_r = (_u(rng, 45, 60), _u(rng, 45, 60), _u(rng, 20, 27))
+    spleen = _ellipsoid(zd, yd, xd, spleen_c, spleen_r, yaw_deg=spleen_yaw) < 1.0 + 0.1 * bumps
+    a = math.radians(spleen_yaw)
+    hilum_c = (spleen_c[0], spleen_c[1] - 1.6 * spleen_r[2] * math.sin(a), spleen_c[2] - 1.6 * spleen_r[2] * math.cos(a))
+    spleen &= _ellipsoid(zd, yd, xd, hilum_c, (0.5 * spleen_r[0], 0.5 * spleen_r[1], spleen_r[2]), yaw_deg=spleen_yaw) > 1.0
+    canvas.paint(abdomen & spleen & (zd < diaphragm - 2.0), spleen_hu, PHANTOM_LABELS["spleen"])
+
+    # --- psoas muscles beside the lumbar vertebral bodies, thickening caudally.
+    psoas_top = _u(rng, 0, 30)
+    psoas_r = np.clip(4.0 + 0.14 * (psoas_top - z), 0.0, 22.0)
+    for side in (-1.0, 1.0):
+        psoas = ((xd - spine_x - side * (vb_rx + 0.8 * psoas_r)) ** 2 + ((yd - spine_y - 3.0) / 0.9) ** 2
+                 < psoas_r ** 2) & (psoas_r > 3.0)
+        canvas.paint(abdomen & psoas, muscle_hu)
+
+    # --- kidneys in perirenal fat beside the spine; the right one lower (under the liver).
+    # Enhancing cortex, medulla, and a fat-filled sinus opening to the anteromedial hilum.
+    left_z = _u(rng, -25, -5)
+    for name, side, kz in (("kidney_left", 1.0, left_z), ("kidney_right", -1.0, left_z - _u(rng, 5, 20))):
+        yaw = side * _u(rng, 25, 45)
+        tilt = side * _u(rng, 5, 15)
+        kc = (kz, float(np.mean(spine_y)) + _u(rng, -10, 5), float(np.mean(spine_x)) + side * _u(rng, 52, 65))
+        kr = (_u(rng, 48, 58), _u(rng, 17, 22), _u(rng, 24, 30))  # length, thickness, width
+        q = _ellipsoid(zd, yd, xd, kc, kr, yaw, tilt)
+        perirenal_hu = fat_hu + _u(rng, 0, 15)
+        canvas.paint(abdomen & ((q < 1.15) | ((q < 1.5) & (canvas.labels == 0))), perirenal_hu)
+        kidney = abdomen & (q < 1.0 + 0.05 * bumps) & (zd < diaphragm - 2.0)
+        canvas.paint(kidney, kidney_cortex_hu, PHANTOM_LABELS[name])
+        canvas.paint(kidney & (q < (1.0 - 7.0 / kr[2]) ** 2), kidney_medulla_hu, PHANTOM_LABELS[name])
+        hilum = (-side * math.cos(math.radians(yaw)), -side * math.sin(math.radians(yaw)))  # (x, y), points medially
+        sinus_c = (kz, kc[1] + 0.8 * kr[2] * hilum[1], kc[2] + 0.8 * kr[2] * hilum[0])
+        sinus = _ellipsoid(zd, yd, xd, sinus_c, (0.5 * kr[0], 0.45 * kr[1], 0.5 * kr[2]), yaw, tilt) < 1.0
+        canvas.paint(abdomen & sinus & (q < 1.5), fat_hu + _u(rng, 10, 30))
+
+    # --- great vessels (undisplaced, following the spine): aorta left of the midline in front
+    # of the vertebral bodies, bifurcating low into the (unlabeled) iliac arteries; the
+    # inferior vena cava on the right, passing through the back of the liver.
+    aorta_r = _u(rng, 9, 13) * (1.0 + 0.05 * z / 90.0)
+    aorta_x = spine_x + _u(rng, 6, 15) + _u(rng, 0, 3) * np.sin(2 * np.pi * z / _u(rng, 120, 240) + _u(rng, 0, 6.3))
+    aorta_y = spine_y - vb_ry - aorta_r - _u(rng, 1, 4)
+    bifurcation = _u(rng, -120, -50)
+    above = z >= bifurcation
+    canvas.paint(cavity & above & ((x - aorta_x) ** 2 + (y - aorta_y) ** 2 < aorta_r ** 2), aorta_hu, PHANTOM_LABELS["aorta"])
+    spread = math.tan(math.radians(_u(rng, 20, 30))) * (bifurcation - z)
+    for side in (-1.0, 1.0):
+        iliac = (x - spine_x - side * (2.0 + spread)) ** 2 + (y - aorta_y) ** 2 < (0.7 * aorta_r) ** 2
+        canvas.paint(cavity & ~above & iliac, aorta_hu)
+    ivc_rx, ivc_ry = _u(rng, 11, 15), _u(rng, 7, 11)
+    ivc_x = spine_x - _u(rng, 18, 28)
+    ivc_y = spine_y - vb_ry - ivc_ry - _u(rng, 4, 10)
+    canvas.paint(cavity & (((x - ivc_x) / ivc_rx) ** 2 + ((y - ivc_y) / ivc_ry) ** 2 < 1.0), vein_hu)
+
+    # --- spine: vertebral bodies (cortical rim, cancellous core) separated by discs; neural
+    # arch around the canal, spinous and transverse processes.
+    period = _u(rng, 30, 36)
+    disc_frac = _u(rng, 0.22, 0.3)
+    level = np.mod(z - _u(rng, 0, period), period) / period  # 0..1 within one vertebra+disc
+    in_vertebra = level >= disc_frac
+    q_vb = ((x - spine_x) / vb_rx) ** 2 + ((y - spine_y) / vb_ry) ** 2
+    canvas.paint(q_vb < 1.0, np.where(in_vertebra, cortical_hu, _u(rng, 70, 100)))
+    canvas.paint((q_vb < (1.0 - 3.0 / vb_ry) ** 2) & in_vertebra, cancellous_hu)
+    canal_y = spine_y + vb_ry + canal_r + 1.0
+    canal_d = np.sqrt((x - spine_x) ** 2 + (y - canal_y) ** 2)
+    arch_hu = 0.5 * (cortical_hu + cancellous_hu)
+    canvas.paint((canal_d < canal_r + 5.0) & (y > spine_y) & in_vertebra, arch_hu)
+    canvas.paint(canal_d < canal_r, _u(rng, 0, 15))
+    canvas.paint((np.abs(x - spine_x) < 3.0) & (y > canal_y + canal_r) & (y < canal_y + canal_r + spinous_len)
+                 & (level > disc_frac + 0.1) & (level < 0.9), arch_hu)
+    transverse_len = _u(rng, 15, 25)
+    canvas.paint((np.abs(y - canal_y + 2.0) < 3.0) & (np.abs(x - spine_x) > canal_r + 2.0)
+                 & (np.abs(x - spine_x) < canal_r + 5.0 + transverse_len)
+                 & (level > disc_frac + 0.2) & (level < 0.75), arch_hu)
+
+    # --- ribs: oblique bands in the chest wall, descending towards the front, above the
+    # costal margin (higher in front than at the back); costal cartilage in front.
+    rib_period, rib_height = _u(rng, 28, 36), _u(rng, 9, 12)
+    slope = _u(rng, 90, 130) / math.pi
+    margin_back, margin_front = dome_right - _u(rng, 75, 95), dome_right - _u(rng, 15, 35)
+    th = np.abs(theta)
+    costal_margin = margin_back + (margin_front - margin_back) * (th / math.pi) ** 1.5
+    band = np.mod(zd + slope * th - _u(rng, 0, rib_period), rib_period) < rib_height
+    rib_depth = fat_local + 0.15 * wall_mm
+    ribs = body & band & (zd > costal_margin) & (depth > rib_depth) & (depth < rib_depth + _u(rng, 7, 10)) & (th > 0.4)
+    canvas.paint(ribs & (th < math.pi - 0.55), _u(rng, 450, 750))
+    canvas.paint(ribs & (th >= math.pi - 0.55) & (th < math.pi - 0.15), _u(rng, 100, 180))
+
+    # --- texture, point spread function, correlated noise.
+    image = canvas.image
+    image += np.where(body, config.texture_std * fields(30.0), 0.0).astype(np.float32)
+    image = ndimage.gaussian_filter(image, [f / 2.3548 / s for f, s in zip(config.psf_fwhm_mm, config.spacing)])
+    noise = np.random.default_rng(noise_seq).standard_normal(shape, dtype=np.float32)
+    noise = ndimage.gaussian_filter(noise, (0.0, 0.6, 0.6))
+    image += noise * (config.noise_std / max(float(noise.std()), 1e-6))
+    np.maximum(image, MIN_HU, out=image)
+    return Phantom(image=image.astype(np.float32), labels=canvas.labels, spacing=config.spacing)
+
+
+# ----------------------------------------------------------------------------- nnU-Net dataset
+
+
+def case_seed(seed: int, case_index: int) -> int:
+    """Seed of case ``case_index`` of a dataset written with ``seed``: an independent stream
+    per (seed, case), so datasets with neighbouring seeds share no subjects."""
+    return int(np.random.SeedSequence([int(seed), int(case_index)]).generate_state(1, np.uint32)[0])
+
+
+def _to_sitk(array: np.ndarray, phantom: Phantom):
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(array)  # (z, y, x) array -> image of size (x, y, z)
+    image.SetSpacing(tuple(float(s) for s in phantom.spacing[::-1]))  # SimpleITK order: x, y, z
+    image.SetOrigin(phantom.origin_lps)
+    image.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))  # LPS, see module docstring
+    return image
+
+
+def _write_case(job: tuple[str, int, PhantomConfig, str, str | None]) -> str:
+    """Make one subject and write its image (int16 HU, as CT is stored) and, if
+    ``labels_dir`` is given, its label map (uint8)."""
+    import SimpleITK as sitk
+
+    case_id, seed, config, images_dir, labels_dir = job
+    phantom = make_phantom(seed, config)
+    hu = np.rint(phantom.image).astype(np.int16)
+    sitk.WriteImage(_to_sitk(hu, phantom), str(Path(images_dir) / f"{case_id}_0000.nii.gz"), True)
+    if labels_dir is not None:
+        sitk.WriteImage(_to_sitk(phantom.labels, phantom), str(Path(labels_dir) / f"{case_id}.nii.gz"), True)
+    return case_id
+
+
+def write_nnunet_raw_dataset(raw_root: Path, dataset_id: int, name: str, num_labeled: int,
+                             num_unlabeled: int = 0, seed: int = 0,
+                             config: PhantomConfig = PhantomConfig(), num_processes: int = 1,
+                             overwrite: bool = False, progress: bool = True) -> Path:
+    """Write ``raw_root/Dataset{ID:03d}_{name}`` in nnU-Net v2's raw layout and return it.
+
+    Labeled cases ``phantom_0000`` ... go to ``imagesTr`` (``{case}_0000.nii.gz``) and
+    ``labelsTr``; the unlabeled ones, numbered on after them, go to ``imagesTs`` (nnU-Net never
+    preprocesses that folder; it serves self-supervised pre-training, SPEC section 2).
+    Case i is the independent subject ``make_phantom(case_seed(seed, i), config)``;
+    ``dataset.json`` records the seeds and the configuration. The dataset is assembled in a
+    hidden sibling folder and moved into place when complete. An existing dataset folder is
+    replaced only with ``overwrite=True``; another dataset with the same ID is an error.
+    """
+    from tqdm import tqdm
+
+    if not 1 <= int(dataset_id) <= 999:
+        raise ValueError(f"dataset_id must be in 1..999 (nnU-Net's DatasetXXX_ names), got {dataset_id}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+        raise ValueError(f"dataset name {name!r} must be letters, digits, '_' or '-'")
+    if num_labeled < 1:
+        raise ValueError(f"num_labeled must be >= 1 (nnU-Net needs labeled training cases), got {num_labeled}")
+    if num_unlabeled < 0 or num_processes < 1:
+        raise ValueError(f"num_unlabeled must be >= 0 and num_processes >= 1, got {num_unlabeled}, {num_processes}")
+    raw_root = Path(raw_root)
+    folder_name = f"Dataset{int(dataset_id):03d}_{name}"
+    target = raw_root / folder_name
+    clashes = sorted(p.name for p in raw_root.glob(f"Dataset{int(dataset_id):03d}_*") if p.name != folder_name)
+    if clashes:
+        raise FileExistsError(f"{raw_root} already holds dataset ID {dataset_id} as {clashes}; nnU-Net finds "
+                              f"datasets by ID, so choose another ID or remove it")
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists; pass overwrite=True (--overwrite) to replace it")
+
+    staging = raw_root / f".{folder_name}.incomplete"
+    if staging.exists():
+        shutil.rmtree(staging)
+    dirs = {sub: staging / sub for sub in ("imagesTr", "labelsTr", "imagesTs")}
+    for sub, path in dirs.items():
+        if sub != "imagesTs" or num_unlabeled:
+            path.mkdir(parents=True)
+    seeds = {f"phantom_{i:04d}": case_seed(seed, i) for i in range(num_labeled + num_unlabeled)}
+    jobs = [(case, s, config, str(dirs["imagesTr"] if i < num_labeled else dirs["imagesTs"]),
+             str(dirs["labelsTr"]) if i < num_labeled else None)
+            for i, (case, s) in enumerate(seeds.items())]
+    with tqdm(total=len(jobs), desc=f"{folder_name}", unit="case", disable=not progress) as bar:
+        if num_processes == 1:
+            for job in jobs:
+                _write_case(job)
+                bar.update()
+        else:
+            with multiprocessing.get_context("spawn").Pool(num_processes) as pool:
+                for _ in pool.imap_unordered(_write_case, jobs):
+                    bar.update()
+
+    dataset_json = {
+        "name": name,
+        "description": "Synthetic abdominal CT phantoms (vox2vec_nnunet.phantoms): HU images, "
+                       "LPS orientation; imagesTs holds unlabeled subjects for pre-training.",
+        "channel_names": {"0": "CT"},
+        "labels": dict(PHANTOM_LABELS),
+        "numTraining": num_labeled,
+        "numTest": num_unlabeled,
+        "file_ending": ".nii.gz",
+        "phantoms": {"seed": seed, "config": asdict(config), "case_seeds": seeds},
+    }
+    (staging / "dataset.json").write_text(json.dumps(dataset_json, indent=2) + "\n")
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target

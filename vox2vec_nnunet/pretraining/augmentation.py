@@ -1,0 +1,171 @@
+"""Intensity augmentation of pre-training patches (paper sec. 3.1; SPEC "Intensity augmentation").
+
+Patches are HU tensors ``(B, 1, z, y, x)`` (slice axis first, see
+:mod:`vox2vec_nnunet.pretraining.body_mask`); every patch gets its own random parameters,
+applied in the reference order:
+
+1. with p=0.5 an in-plane filter: either (50/50) a Gaussian blur with sigma ~ U(0.25, 1.5)
+   voxels, or a sharpening ``b = G_s1(x); out = b + alpha * (b - G_0.5(b))`` with
+   s1 ~ U(0.5, 1.0), alpha ~ U(10, 30);
+2. with p=0.5 Gaussian noise, std ~ U(0, 30) HU;
+3. with p=0.8 a random window low ~ U(-1350, -1000), high ~ U(300, 1000) HU, else the
+   fixed window (-1350, 1000); then ``clip((HU - low) / (high - low), 0, 1)``.
+
+Only these intensity augmentations: SPEC "No spatial augmentation besides the crop".
+The filters act on the two in-plane axes (y, x) only, as the reference filters the axial
+plane. They are separable convolutions with one kernel per patch (a grouped convolution
+over the batch), kernel radius ``ceil(3 * sigma)`` for the largest sigma of the batch, and
+replicate padding (scipy's ``mode="nearest"``): it needs no minimum patch size and invents
+no intensities at the border (zero padding would add a water-like frame). The reference
+uses scipy's default half-sample reflection; the two differ only within a few voxels of
+the patch border.
+
+Everything is torch and batched, on the patches' device (CPU or CUDA). Random numbers come
+from the given ``torch.Generator``, on the patches' device or on the CPU (then they are
+drawn there and moved). Call it outside autocast regions: the filters and the window run
+in the patches' dtype (float32).
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class IntensityAugmentationParameters:
+    """Per-patch parameters of one augmentation draw; every field is a tensor of shape (B,).
+
+    ``blur``/``sharpen`` say which filter a patch gets (at most one is True);
+    ``filter_sigma`` is the blur's sigma or the sharpening's s1 (in voxels);
+    ``sharpen_alpha`` is the sharpening strength; ``noise_std_hu`` is 0 for patches
+    without noise; ``window_low_hu``/``window_high_hu`` is the window of each patch.
+    """
+
+    blur: torch.Tensor
+    sharpen: torch.Tensor
+    filter_sigma: torch.Tensor
+    sharpen_alpha: torch.Tensor
+    noise_std_hu: torch.Tensor
+    window_low_hu: torch.Tensor
+    window_high_hu: torch.Tensor
+
+
+def _uniform(u: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+    return bounds[0] + (bounds[1] - bounds[0]) * u
+
+
+def gaussian_blur_in_plane(patches: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each patch of ``(B, 1, z, y, x)`` along y and x with its own ``sigma[b]`` (voxels).
+
+    Separable sampled Gaussian, radius ``ceil(3 * max(sigma))``, replicate padding; the
+    slice axis z is left untouched.
+    """
+    batch, _, depth, height, width = patches.shape
+    radius = max(1, math.ceil(3.0 * float(sigma.max())))
+    taps = torch.arange(-radius, radius + 1, device=patches.device, dtype=patches.dtype)
+    kernels = torch.exp(-0.5 * (taps / sigma.to(patches.dtype)[:, None]) ** 2)
+    kernels = kernels / kernels.sum(dim=1, keepdim=True)
+    # every axial slice is a channel; the slices of patch b share kernel b
+    kernels = kernels.repeat_interleave(depth, dim=0)
+    groups = batch * depth
+    slices = patches.reshape(1, groups, height, width)
+    slices = F.conv2d(F.pad(slices, (radius, radius, 0, 0), mode="replicate"),
+                      kernels.view(groups, 1, 1, -1), groups=groups)
+    slices = F.conv2d(F.pad(slices, (0, 0, radius, radius), mode="replicate"),
+                      kernels.view(groups, 1, -1, 1), groups=groups)
+    return slices.reshape(batch, 1, depth, height, width)
+
+
+@dataclass(frozen=True)
+class IntensityAugmentation:
+    """The paper's intensity augmentation with the reference ranges as defaults.
+
+    A variant changes a field, e.g. ``IntensityAugmentation(window_p=0.0)`` always uses
+    the fixed window. Calling it maps HU patches ``(B, 1, z, y, x)`` to [0, 1].
+    """
+
+    filter_p: float = 0.5
+    blur_given_filter_p: float = 0.5
+    blur_sigma: tuple[float, float] = (0.25, 1.5)
+    sharpen_sigma1: tuple[float, float] = (0.5, 1.0)
+    sharpen_sigma2: float = 0.5
+    sharpen_alpha: tuple[float, float] = (10.0, 30.0)
+    noise_p: float = 0.5
+    noise_std_hu: tuple[float, float] = (0.0, 30.0)
+    window_p: float = 0.8
+    window_low_hu: tuple[float, float] = (-1350.0, -1000.0)
+    window_high_hu: tuple[float, float] = (300.0, 1000.0)
+    fixed_window_hu: tuple[float, float] = (-1350.0, 1000.0)
+
+    def __post_init__(self) -> None:
+        for name in ("filter_p", "blur_given_filter_p", "noise_p", "window_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"IntensityAugmentation.{name} must be a probability, got {getattr(self, name)}")
+        for name in ("blur_sigma", "sharpen_sigma1", "sharpen_alpha", "noise_std_hu",
+                     "window_low_hu", "window_high_hu", "fixed_window_hu"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"IntensityAugmentation.{name} must be (low, high) with low <= high, "
+                                 f"got {(low, high)}")
+        if min(self.blur_sigma[0], self.sharpen_sigma1[0], self.sharpen_sigma2) <= 0:
+            raise ValueError("IntensityAugmentation: filter sigmas must be positive")
+        if self.window_low_hu[1] >= self.window_high_hu[0] or self.fixed_window_hu[0] >= self.fixed_window_hu[1]:
+            raise ValueError("IntensityAugmentation: every window must have low < high")
+
+    def sample_parameters(self, batch_size: int, generator: torch.Generator,
+                          device: torch.device | str) -> IntensityAugmentationParameters:
+        """Draw the parameters of ``batch_size`` patches from ``generator`` and put them on ``device``."""
+        u = torch.rand(batch_size, 10, generator=generator, device=generator.device).to(device)
+        zeros = torch.zeros_like(u[:, 0])
+        filtered = u[:, 0] < self.filter_p
+        blur = filtered & (u[:, 1] < self.blur_given_filter_p)
+        sharpen = filtered & ~blur
+        windowed = u[:, 7] < self.window_p
+        return IntensityAugmentationParameters(
+            blur=blur,
+            sharpen=sharpen,
+            filter_sigma=torch.where(blur, _uniform(u[:, 2], self.blur_sigma), _uniform(u[:, 3], self.sharpen_sigma1)),
+            sharpen_alpha=torch.where(sharpen, _uniform(u[:, 4], self.sharpen_alpha), zeros),
+            noise_std_hu=torch.where(u[:, 5] < self.noise_p, _uniform(u[:, 6], self.noise_std_hu), zeros),
+            window_low_hu=torch.where(windowed, _uniform(u[:, 8], self.window_low_hu),
+                                      zeros + self.fixed_window_hu[0]),
+            window_high_hu=torch.where(windowed, _uniform(u[:, 9], self.window_high_hu),
+                                       zeros + self.fixed_window_hu[1]),
+        )
+
+    def apply(self, patches: torch.Tensor, params: IntensityAugmentationParameters,
+              generator: torch.Generator) -> torch.Tensor:
+        """Augment HU ``patches`` with the given parameters; ``generator`` draws the noise.
+
+        ``patches`` is left unchanged; the result is a new tensor.
+        """
+        x = patches.clone()
+        filtered = (params.blur | params.sharpen).nonzero().squeeze(1)
+        if filtered.numel() > 0:
+            smoothed = gaussian_blur_in_plane(x.index_select(0, filtered), params.filter_sigma[filtered])
+            sharpened = params.sharpen[filtered].nonzero().squeeze(1)
+            if sharpened.numel() > 0:
+                b = smoothed.index_select(0, sharpened)
+                alpha = params.sharpen_alpha[filtered][sharpened].view(-1, 1, 1, 1, 1).to(x.dtype)
+                second = gaussian_blur_in_plane(b, torch.full_like(alpha.view(-1), self.sharpen_sigma2))
+                smoothed.index_copy_(0, sharpened, b + alpha * (b - second))
+            x.index_copy_(0, filtered, smoothed)
+
+        noisy = (params.noise_std_hu > 0).nonzero().squeeze(1)
+        if noisy.numel() > 0:
+            noise = torch.randn((noisy.numel(), *x.shape[1:]), generator=generator, device=generator.device,
+                                dtype=x.dtype).to(x.device)
+            x.index_add_(0, noisy, noise.mul_(params.noise_std_hu[noisy].view(-1, 1, 1, 1, 1).to(x.dtype)))
+
+        low = params.window_low_hu.view(-1, 1, 1, 1, 1).to(x.dtype)
+        high = params.window_high_hu.view(-1, 1, 1, 1, 1).to(x.dtype)
+        return x.sub_(low).div_(high - low).clamp_(0.0, 1.0)
+
+    def __call__(self, patches: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Augment HU patches ``(B, 1, z, y, x)`` (floating point, any device) into [0, 1]."""
+        if patches.ndim != 5 or patches.shape[1] != 1:
+            raise ValueError(f"expected HU patches of shape (B, 1, z, y, x), got {tuple(patches.shape)}")
+        if not patches.is_floating_point():
+            raise ValueError(f"expected floating-point HU patches, got dtype {patches.dtype}")
+        return self.apply(patches, self.sample_parameters(patches.shape[0], generator, patches.device), generator)

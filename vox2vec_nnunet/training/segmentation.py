@@ -1,0 +1,256 @@
+"""Segmentation trainers: from scratch, linear/non-linear probing and fine-tuning (paper Sect. 3.4, 4.2).
+
+Each is an nnU-Net trainer variant that changes one thing. All keep nnU-Net's data pipeline,
+Dice + cross-entropy loss, region/ignore-label handling, validation and checkpoints, and
+replace the optimisation by the paper's: Adam, learning rate 3e-4, no weight decay, 45,000
+iterations (``num_epochs x num_iterations_per_epoch`` = 180 x 250, batch 7 from the plans),
+no deep supervision. The network comes from the plans (``vox2vec_nnunet_plan``); ``head``
+overrides the plans' head choice.
+
+Every run states whether its backbone came from a pre-training checkpoint or from random
+initialisation, in the training log and in ``fold_X/vox2vec_run.json``; the probing and
+fine-tuning trainers refuse to run without pre-trained weights, and the ``_RandomInit``
+variants (the paper's "random-FPN" baseline) refuse them, so the two are never mistaken.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import nn
+
+from vox2vec_nnunet.errors import Vox2VecError
+from vox2vec_nnunet.nnunet_env import resolve_device
+from vox2vec_nnunet.atomic import write_atomically
+from vox2vec_nnunet.training.common import count_parameters, pretrained_weights_argument, state_checksum, unwrap
+from vox2vec_nnunet.weights import backbone_weights, check_backbone_fits, load_weights_file, network_weights
+from vox2vec_nnunet_plans.architecture import NETWORK_CLASS_NAME
+
+BackboneSource = Literal["pretrained", "random_init"]
+RUN_RECORD = "vox2vec_run.json"
+
+
+class Vox2VecTrainer(nnUNetTrainer):
+    """From scratch: FPN + non-linear head trained end to end (paper Sect. 4.2, "from scratch").
+
+    Given ``-pretrained_weights`` it trains a pre-trained backbone end to end from the first
+    iteration (use ``Vox2VecTrainer_FineTune`` for the paper's fine-tuning schedule).
+    """
+
+    head: str | None = None
+    """Head to build; ``None`` keeps the plans' choice (non-linear by default)."""
+    required_backbone: BackboneSource | None = None
+    """Refuse to train unless the backbone comes from there; ``None`` accepts both."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, resolve_device(device))
+        self.initial_lr = 3e-4
+        self.weight_decay = 0.0
+        self.enable_deep_supervision = False
+        self.num_iterations_per_epoch = 250
+        self.num_epochs = 180
+        self.backbone_source: BackboneSource | None = None
+        self._initial_backbone_checksum: torch.Tensor | None = None
+        self._resumed = False
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        architecture = configuration_manager.network_arch_class_name
+        if architecture != NETWORK_CLASS_NAME:
+            raise Vox2VecError(
+                f"{cls.__name__} needs a vox2vec configuration, but this configuration of plans "
+                f"'{plans_manager.plans_name}' builds {architecture}. Create the plans with "
+                f"`vox2vec_nnunet_plan -d {plans_manager.dataset_name}` and train with "
+                f"`nnUNetv2_train DATASET 3d_vox2vec FOLD -p Vox2VecPlans -tr {cls.__name__}`.")
+        arch_kwargs = dict(configuration_manager.network_arch_init_kwargs)
+        if cls.head is not None:
+            arch_kwargs["head"] = cls.head
+        return get_network_from_plans(architecture, arch_kwargs,
+                                      configuration_manager.network_arch_init_kwargs_req_import,
+                                      num_input_channels, num_output_channels, allow_init=True,
+                                      deep_supervision=enable_deep_supervision)
+
+    @property
+    def backbone(self) -> nn.Module:
+        return unwrap(self.network).backbone
+
+    @property
+    def total_iterations(self) -> int:
+        return self.num_epochs * self.num_iterations_per_epoch
+
+    def initialize(self) -> None:
+        super().initialize()
+        self._initial_backbone_checksum = state_checksum(self.backbone)
+        weights_file = pretrained_weights_argument()
+        if weights_file is not None:
+            self._check_pretrained_weights(weights_file)
+
+    def _check_pretrained_weights(self, weights_file: str) -> None:
+        """Validate ``-pretrained_weights`` safely before nnU-Net loads it (clear errors, no pickle)."""
+        if self.required_backbone == "random_init":
+            raise Vox2VecError(f"{type(self).__name__} is the random-initialisation baseline and takes no "
+                               f"-pretrained_weights; drop the option or use "
+                               f"{type(self).__name__.removesuffix('_RandomInit')}.")
+        state = network_weights(load_weights_file(weights_file), weights_file)
+        check_backbone_fits(self.backbone.state_dict(), backbone_weights(state), weights_file)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.parameter_groups(), lr=self.initial_lr, weight_decay=self.weight_decay)
+        # Exponent 0: a constant learning rate (paper Sect. 4.2), stepped the nnU-Net way.
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs, exponent=0.0)
+
+    def parameter_groups(self) -> list[dict]:
+        """What the optimiser trains; the probing and fine-tuning variants narrow or split it."""
+        return [{"params": list(self.network.parameters())}]
+
+    def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
+        super().load_checkpoint(filename_or_checkpoint)
+        self._resumed = True
+
+    def save_checkpoint(self, filename: str) -> None:
+        write_atomically(filename, super().save_checkpoint)
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        self.backbone_source = self._find_backbone_source()
+        if self.required_backbone is not None and self.backbone_source != self.required_backbone:
+            raise Vox2VecError(
+                f"{type(self).__name__} trains on a pre-trained backbone, but no -pretrained_weights were given "
+                f"(the backbone is randomly initialised). Pass -pretrained_weights CHECKPOINT (from "
+                f"Vox2VecPretrainTrainer or vox2vec_nnunet_import_weights), or use "
+                f"{type(self).__name__}_RandomInit for the random-FPN baseline.")
+        weights = pretrained_weights_argument()
+        described = {"pretrained": f"PRE-TRAINED weights ({weights or 'loaded before training'})",
+                     "random_init": "RANDOM INITIALISATION (no pre-trained weights)"}[self.backbone_source]
+        self.print_to_log_file(
+            f"vox2vec: backbone from {described}; {count_parameters(self.network, trainable_only=True):,} of "
+            f"{count_parameters(self.network):,} parameters trainable; {self.total_iterations:,} iterations of "
+            f"batch {self.batch_size}, Adam lr {self.initial_lr}")
+        if self.local_rank == 0:
+            record = {"trainer": type(self).__name__, "backbone_source": self.backbone_source,
+                      "pretrained_weights": weights, "trainable_parameters": self.trainable_parameter_count(),
+                      "total_parameters": count_parameters(self.network), "num_iterations": self.total_iterations,
+                      "batch_size": self.batch_size}
+            (Path(self.output_folder) / RUN_RECORD).write_text(json.dumps(record, indent=2))
+
+    def _find_backbone_source(self) -> BackboneSource:
+        record = Path(self.output_folder) / RUN_RECORD
+        if self._resumed and record.is_file():
+            return json.loads(record.read_text())["backbone_source"]
+        changed = not torch.equal(state_checksum(self.backbone), self._initial_backbone_checksum)
+        return "pretrained" if changed else "random_init"
+
+    def trainable_parameter_count(self) -> int:
+        """Parameters the optimiser updates over the run (the x axis of the paper's Fig. 2)."""
+        return sum(p.numel() for group in self.optimizer.param_groups for p in group["params"])
+
+
+class _FrozenBackboneTrainer(Vox2VecTrainer):
+    """Probing: the backbone is frozen (eval mode, no gradients, not in the optimiser); only
+    the head trains (paper Sect. 3.4). The checkpoint still holds the whole network."""
+
+    def parameter_groups(self) -> list[dict]:
+        self.backbone.requires_grad_(False)
+        return [{"params": list(unwrap(self.network).decoder.parameters())}]
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self.backbone.eval()
+
+
+class Vox2VecTrainer_LinearProbe(_FrozenBackboneTrainer):
+    """Linear probing: frozen pre-trained FPN + linear FPN head (paper Sect. 3.4)."""
+
+    head = "linear"
+    required_backbone = "pretrained"
+
+
+class Vox2VecTrainer_NonLinearProbe(_FrozenBackboneTrainer):
+    """Non-linear probing: frozen pre-trained FPN + non-linear head (paper Sect. 3.4)."""
+
+    head = "nonlinear"
+    required_backbone = "pretrained"
+
+
+class Vox2VecTrainer_LinearProbe_RandomInit(Vox2VecTrainer_LinearProbe):
+    """Linear probing of a frozen, randomly initialised FPN: the paper's random-FPN baseline."""
+
+    required_backbone = "random_init"
+
+
+class Vox2VecTrainer_NonLinearProbe_RandomInit(Vox2VecTrainer_NonLinearProbe):
+    """Non-linear probing of a frozen, randomly initialised FPN (random-FPN baseline)."""
+
+    required_backbone = "random_init"
+
+
+def finetune_backbone_lr(iteration: int, freeze_iterations: int, warmup_iterations: int = 1200,
+                         start_lr: float = 3e-5, end_lr: float = 3e-4) -> float:
+    """The backbone's learning rate in fine-tuning (paper Sect. 4.2).
+
+    0 while frozen (the first ``freeze_iterations``), then rising exponentially from
+    ``start_lr`` to ``end_lr`` over ``warmup_iterations``, then ``end_lr``.
+    """
+    if iteration < freeze_iterations:
+        return 0.0
+    progress = (iteration - freeze_iterations) / warmup_iterations
+    return end_lr if progress >= 1 else start_lr * (end_lr / start_lr) ** progress
+
+
+class Vox2VecTrainer_FineTune(Vox2VecTrainer):
+    """Fine-tuning: pre-trained FPN + non-linear head (paper Sect. 4.2).
+
+    The backbone, in its own parameter group, is frozen for the first third of the iterations
+    (15,000 of 45,000), then its learning rate rises exponentially from 3e-5 to 3e-4 over 1,200
+    iterations (:func:`finetune_backbone_lr`); the head trains at 3e-4 throughout. This follows
+    the paper; the released code does not apply this schedule correctly (SPEC section 1).
+    """
+
+    head = "nonlinear"
+    required_backbone = "pretrained"
+    backbone_warmup_iterations = 1200
+    backbone_start_lr = 3e-5
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self._iteration_in_epoch = 0
+
+    @property
+    def freeze_iterations(self) -> int:
+        return self.total_iterations // 3
+
+    def parameter_groups(self) -> list[dict]:
+        network = unwrap(self.network)
+        return [{"params": list(network.decoder.parameters())},
+                {"params": list(network.backbone.parameters()), "lr": 0.0}]
+
+    def backbone_lr(self, iteration: int) -> float:
+        return finetune_backbone_lr(iteration, self.freeze_iterations, self.backbone_warmup_iterations,
+                                    self.backbone_start_lr, self.initial_lr)
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self._iteration_in_epoch = 0
+        iteration = self.current_epoch * self.num_iterations_per_epoch
+        self.print_to_log_file(f"Backbone learning rate: {np.round(self.backbone_lr(iteration), decimals=7)}")
+
+    def train_step(self, batch: dict) -> dict:
+        iteration = self.current_epoch * self.num_iterations_per_epoch + self._iteration_in_epoch
+        lr = self.backbone_lr(iteration)
+        self.optimizer.param_groups[1]["lr"] = lr
+        frozen = lr == 0.0
+        self.backbone.requires_grad_(not frozen)
+        self.backbone.train(not frozen)
+        self._iteration_in_epoch += 1
+        return super().train_step(batch)
