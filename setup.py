@@ -42,6 +42,7 @@ setup(
         "scipy>=1.11",
         "matplotlib>=3.8",
         "tqdm>=4.66",
+        "connected-components-3d>=3.12",
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={

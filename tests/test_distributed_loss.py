@@ -64,6 +64,7 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
             loss.backward()
             torch.save({"loss": loss.item(), "grads": [p.grad for p in model.parameters()]},
                        Path(out_dir) / f"{name}_rank{rank}.pt")
+        dist.barrier()  # no rank tears gloo down while the other still communicates
     finally:
         dist.destroy_process_group()
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
 from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
-from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
+from nnunetv2.training.dataloading.nnunet_dataset import (comp_blosc2_params, nnUNetDatasetBlosc2,
+                                                          nnUNetDatasetNumpy)
 
 from vox2vec_nnunet.pretraining.body_mask import body_mask
 from vox2vec_nnunet.pretraining.dataloader import Vox2VecPairDataLoader
@@ -27,14 +28,19 @@ def _phantom(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarra
     return (image + rng.normal(0, 5, shape)).astype(np.float32)
 
 
-def _write_dataset(folder: Path, shapes: list[tuple[int, int, int]]) -> dict[str, np.ndarray]:
+def _write_dataset(folder: Path, shapes: list[tuple[int, int, int]], blosc2: bool = True) -> dict[str, np.ndarray]:
+    """Cases saved with nnU-Net's own dataset classes; ``seg`` holds the body mask."""
     rng = np.random.default_rng(0)
     volumes = {}
     for i, shape in enumerate(shapes):
         image = _phantom(shape, rng)
-        blocks, chunks = comp_blosc2_params((1, *shape), PATCH)
-        nnUNetDatasetBlosc2.save_case(image[None], body_mask(image)[None].astype(np.int8), {"shape": shape},
-                                      str(folder / f"case_{i:03d}"), chunks=chunks, blocks=blocks)
+        seg = body_mask(image)[None].astype(np.int8)
+        name = str(folder / f"case_{i:03d}")
+        if blosc2:
+            blocks, chunks = comp_blosc2_params((1, *shape), PATCH)
+            nnUNetDatasetBlosc2.save_case(image[None], seg, {"shape": shape}, name, chunks=chunks, blocks=blocks)
+        else:
+            nnUNetDatasetNumpy.save_case(image[None], seg, {"shape": shape}, name)
         volumes[f"case_{i:03d}"] = image
     return volumes
 
@@ -90,6 +96,12 @@ def test_single_threaded(dataset) -> None:
         assert len(set(batch["keys"])) == N  # n different volumes
 
 
+def test_numpy_dataset(tmp_path) -> None:
+    volumes = _write_dataset(tmp_path, SHAPES, blosc2=False)
+    loader = Vox2VecPairDataLoader(nnUNetDatasetNumpy(str(tmp_path)), N, M, PATCH, seed=0)
+    _check_batch(next(SingleThreadedAugmenter(loader, None)), volumes)
+
+
 # batchgenerators' shutdown can stop a worker while its last tensor is still being received
 # (a shared-memory handle), which its results thread reports; that is not a loader failure
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
@@ -121,7 +133,7 @@ def test_seeding_and_pickling(dataset) -> None:
     assert not np.array_equal(first["positions1"].numpy(), other["positions1"].numpy())
 
 
-def test_fewer_cases_than_volumes(tmp_path, dataset) -> None:
+def test_fewer_cases_than_volumes(dataset) -> None:
     data, volumes = dataset
     with pytest.warns(UserWarning, match="with replacement"):
         loader = Vox2VecPairDataLoader(data, 6, M, PATCH, seed=0)

@@ -61,7 +61,7 @@ _DEFORM_STD_MM = 3.5
 _DEFORM_MAX_MM = 3.0 * _DEFORM_STD_MM
 _MARGIN_MM = 3.0
 # The anatomy is modelled from above the diaphragm domes down to the lower lumbar spine.
-_FOV_Z_RANGE_MM = (100.0, 260.0)
+_FOV_Z_RANGE_MM = (150.0, 260.0)
 
 
 @dataclass(frozen=True)
@@ -203,272 +203,374 @@ def _distance_to_polyline(z: np.ndarray, y: np.ndarray, x: np.ndarray,
 # ----------------------------------------------------------------------------- the phantom
 
 
-def make_phantom(seed: int, config: PhantomConfig = PhantomConfig()) -> Phantom:
-    """Draw one subject. Deterministic for ``seed``; the anatomy (sizes, positions, shapes,
-    intensities) is drawn in millimetres, independent of ``config.spacing``.
+@dataclass(frozen=True)
+class _Tissues:
+    """Intensities (HU) of one subject. Liver and spleen share one parenchyma value and the
+    kidneys one cortex value (SPEC section 3: context, not intensity, must separate them)."""
 
-    Painting order is back to front: body (fat, muscle wall), thorax (lungs, heart) above the
-    diaphragm, bowel and stomach, solid organs, vessels, then bone, each overwriting the
-    previous tissue and label. Then texture, point spread blur and correlated noise.
+    fat: float
+    visceral_fat: float
+    muscle: float
+    liver: float
+    spleen: float
+    kidney_cortex: float
+    kidney_medulla: float
+    aorta: float
+    vein: float
+    lung: float
+    cortical_bone: float
+    cancellous_bone: float
+    fluid: float
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> "_Tissues":
+        fat = _u(rng, -115, -85)
+        parenchyma = _u(rng, 50, 70)
+        cortex = _u(rng, 150, 250)
+        # Corticomedullary phase (dark medulla) or nephrographic phase (uniform kidney).
+        medulla = cortex - (_u(rng, 50, 100) if rng.random() < 0.5 else _u(rng, 0, 15))
+        return cls(fat=fat, visceral_fat=fat + _u(rng, 5, 25), muscle=_u(rng, 35, 50),
+                   liver=parenchyma + _u(rng, -2, 2), spleen=parenchyma + _u(rng, -2, 2),
+                   kidney_cortex=cortex, kidney_medulla=medulla, aorta=_u(rng, 150, 250),
+                   vein=_u(rng, 100, 160), lung=_u(rng, -870, -830), cortical_bone=_u(rng, 700, 1000),
+                   cancellous_bone=_u(rng, 250, 400), fluid=_u(rng, 0, 25))
+
+
+class _Subject:
+    """Paints one subject onto a canvas, structure by structure, back to front: body wall,
+    back muscles, thorax above the diaphragm, bowel and stomach, solid organs, psoas and
+    kidneys, great vessels, spine, ribs; each paint overwrites the tissue and label under it.
+
+    Coordinates are millimetres in the volume-centred LPS frame (module docstring). Soft
+    tissue uses smoothly displaced coordinates ``zd, yd, xd`` (organic, subject-specific
+    shapes); the skeleton and the great vessels use the undisplaced ``z, y, x``.
     """
+
+    def __init__(self, seed: int, config: PhantomConfig) -> None:
+        anatomy_seq, field_seq, self._noise_seq = np.random.SeedSequence(seed).spawn(3)
+        self.rng = np.random.default_rng(anatomy_seq)
+        self.fields = _Fields(np.random.default_rng(field_seq), config)
+        self.config = config
+        shape = config.shape
+        self.z, self.y, self.x = (
+            ((np.arange(n, dtype=np.float32) - (n - 1) / 2) * s).reshape([-1 if i == axis else 1 for i in range(3)])
+            for axis, (n, s) in enumerate(zip(shape, config.spacing)))
+        self.zd, self.yd, self.xd = (
+            c + np.clip(_DEFORM_STD_MM * self.fields(45.0), -_DEFORM_MAX_MM, _DEFORM_MAX_MM)
+            for c in (self.z, self.y, self.x))
+        self.bumps = self.fields(25.0)  # organ surface irregularity
+        self.hu = _Tissues.draw(self.rng)
+        self.canvas = _Canvas(np.full(shape, AIR_HU, dtype=np.float32), np.zeros(shape, dtype=np.uint8))
+
+    def paint(self, mask: np.ndarray, hu: float | np.ndarray, label: str = "background") -> None:
+        self.canvas.paint(mask, hu, PHANTOM_LABELS[label])
+
+    def ellipsoid(self, center: tuple[float, float, float], radii: tuple[float, float, float],
+                  yaw_deg: float = 0.0, tilt_deg: float = 0.0) -> np.ndarray:
+        return _ellipsoid(self.zd, self.yd, self.xd, center, radii, yaw_deg, tilt_deg)
+
+    def draw(self) -> Phantom:
+        self.body_wall()
+        self.landmarks()
+        self.spine_frame()
+        self.back_muscles()
+        self.thorax()
+        self.colon()
+        self.small_bowel()
+        self.stomach()
+        self.liver()
+        self.spleen()
+        self.psoas()
+        self.kidneys()
+        self.great_vessels()
+        self.spine()
+        self.ribs()
+        return self.finish()
+
+    def body_wall(self) -> None:
+        """Super-elliptic outline (flatter at the back, slightly tapered along z), subcutaneous
+        fat thicker in front and in larger subjects, a muscle wall, visceral fat inside."""
+        rng, yd, xd = self.rng, self.yd, self.xd
+        self.cx, self.cy = _u(rng, -6, 6), _u(rng, -6, 6)
+        ax = _u(rng, 120, _BODY_HALF_X_MAX) * (1.0 + _u(rng, -_BODY_TAPER_MAX, _BODY_TAPER_MAX) * self.z / 90.0)
+        self.ay_front = _u(rng, 100, _BODY_HALF_Y_MAX)
+        self.ay_back = self.ay_front * _u(rng, 0.78, 0.9)
+        p_front, p_back = _u(rng, 2.0, 2.4), _u(rng, 2.6, 3.4)
+        behind = yd > self.cy
+        p = np.where(behind, p_back, p_front)
+        radius_y = np.where(behind, self.ay_back, self.ay_front)
+        self.body = (np.abs(xd - self.cx) / ax) ** p + (np.abs(yd - self.cy) / radius_y) ** p <= 1.0
+        sy, sx = self.config.spacing[1:]
+        self.depth = np.stack([ndimage.distance_transform_edt(s, sampling=(sy, sx)) for s in self.body])
+        self.theta = np.arctan2(xd - self.cx, yd - self.cy)  # 0 at the posterior midline, +-pi in front
+        self.fat_mm = _u(rng, 6, 14) + 0.55 * (float(np.mean(ax)) - 120.0)
+        self.wall_mm = _u(rng, 8, 13)
+        self.fat_local = self.fat_mm * (0.85 - 0.15 * np.cos(self.theta)) * (1.0 + 0.15 * self.fields(60.0))
+        self.cavity = self.depth > self.fat_local + self.wall_mm
+        self.paint(self.body, self.hu.fat)
+        self.paint(self.body & (self.depth > self.fat_local), self.hu.muscle)
+        self.paint(self.cavity, self.hu.visceral_fat)
+        self.ax_in = float(np.mean(ax)) - self.fat_mm - self.wall_mm
+        self.ay_in = self.ay_front - self.fat_mm - self.wall_mm
+
+    def landmarks(self) -> None:
+        """Cranio-caudal levels (mm): the diaphragm domes near the top of the field of view
+        (the right one higher) and, below them, the centres of the liver's right lobe and of
+        the spleen, the left kidney (the right one lies lower) and the top of the lumbar
+        muscles (psoas, quadratus lumborum)."""
+        rng = self.rng
+        self.dome_right = _u(rng, 50, 70)
+        self.dome_left = self.dome_right - _u(rng, 5, 15)
+        self.liver_z = self.dome_right - _u(rng, 45, 60)
+        self.spleen_z = self.dome_left - _u(rng, 30, 45)
+        self.kidney_z = self.dome_left - _u(rng, 70, 85)
+        self.psoas_top = self.kidney_z + _u(rng, 20, 50)
+
+    def spine_frame(self) -> None:
+        """Vertebral body centre line (gentle lordosis and lateral tilt) and the sizes of the
+        posterior elements, which set how far the spine sits in front of the back skin."""
+        rng, z = self.rng, self.z
+        self.vb_rx, self.vb_ry = _u(rng, 19, 25), _u(rng, 15, 19)
+        self.canal_r = _u(rng, 7, 9)
+        self.spinous_len = _u(rng, 25, 35)
+        d_back = self.vb_ry + 2 * self.canal_r + 2 + self.spinous_len + 0.7 * self.fat_mm + _u(rng, 8, 14)
+        self.spine_x = self.cx + _u(rng, -4, 4) + _u(rng, -0.03, 0.03) * z
+        self.spine_y = self.cy + self.ay_back - d_back + _u(rng, -0.08, 0.08) * z
+
+    def back_muscles(self) -> None:
+        """Erector spinae from the laminae to the posterior wall beside the spinous processes,
+        quadratus lumborum lateral to the transverse processes; the peritoneal and pleural
+        cavities end in front of them."""
+        rng, yd, xd, spine_x, spine_y = self.rng, self.yd, self.xd, self.spine_x, self.spine_y
+        front = spine_y + self.vb_ry + 2 * self.canal_r
+        back = self.cy + self.ay_back - 0.7 * self.fat_mm
+        erector_y, erector_ry = (front + back) / 2, (back - front) / 2 + 4.0
+        erector_rx = _u(rng, 24, 32)
+        quadratus_ry, quadratus_rx = _u(rng, 10, 14), _u(rng, 14, 20)
+        muscles = np.zeros(self.config.shape, dtype=bool)
+        for side in (-1.0, 1.0):
+            muscles |= (((yd - erector_y) / erector_ry) ** 2
+                        + ((xd - spine_x - side * (erector_rx + 3.0)) / erector_rx) ** 2 < 1.0)
+            muscles |= ((((yd - spine_y - self.vb_ry - 10.0) / quadratus_ry) ** 2
+                         + ((xd - spine_x - side * (self.vb_rx + 1.5 * quadratus_rx)) / quadratus_rx) ** 2 < 1.0)
+                        & (self.zd < self.psoas_top))
+        # Ligaments and facet joints keep the viscera off the vertebral column at every level.
+        muscles |= ((((self.x - spine_x) / (self.vb_rx + 3.0)) ** 2 + ((self.y - spine_y) / (self.vb_ry + 3.0)) ** 2 < 1.0)
+                    | ((self.x - spine_x) ** 2 + (self.y - spine_y - self.vb_ry - self.canal_r) ** 2
+                       < (self.canal_r + 8.0) ** 2))
+        muscles &= self.body & (self.depth > self.fat_local)
+        self.paint(muscles, self.hu.muscle)
+        self.cavity &= ~muscles
+
+    def thorax(self) -> None:
+        """Diaphragm of two domes (the right higher), lowest in the posterior recesses; lungs
+        with small vessels above it, the mediastinum and the heart on the central tendon."""
+        rng, yd, xd, hu = self.rng, self.yd, self.xd, self.hu
+        dome_y = self.cy - 0.15 * self.ay_front
+        curvature = _u(rng, 0.005, 0.007)
+        self.diaphragm = np.maximum(
+            self.dome_right - curvature * ((xd - (self.cx - 0.45 * self.ax_in)) ** 2 + (yd - dome_y) ** 2),
+            self.dome_left - curvature * ((xd - (self.cx + 0.45 * self.ax_in)) ** 2 + (yd - dome_y) ** 2))
+        self.abdomen = self.cavity & (self.zd < self.diaphragm)
+        thorax = self.cavity & (self.zd > self.diaphragm + 5.0)
+        self.paint(self.cavity & ~self.abdomen & ~thorax, hu.muscle)  # the diaphragm itself
+        lung = hu.lung + 25.0 * self.fields(20.0)
+        self.paint(thorax, np.where(self.fields(4.0) > 2.3, _u(rng, -150, 0), lung))
+        self.paint(thorax & (np.abs(xd - self.spine_x - 5) < _u(rng, 18, 26)) & (yd < self.spine_y + self.vb_ry),
+                   hu.visceral_fat)
+        heart = self.ellipsoid((self.dome_left + _u(rng, 5, 20), self.cy - 0.35 * self.ay_front, self.cx + _u(rng, 10, 25)),
+                               (_u(rng, 45, 55), _u(rng, 38, 48), _u(rng, 55, 70)), yaw_deg=_u(rng, -30, -10))
+        self.paint(thorax & (heart < 1.0), hu.muscle)
+        self.paint(thorax & (heart < 0.45), 0.9 * hu.aorta)  # contrast in the chambers
+
+    def colon(self) -> None:
+        """A tube from the caecum up the right flank, across the front (transverse colon),
+        down the left flank; mottled stool with gas."""
+        rng, cy, cx, ax_in, ay_in = self.rng, self.cy, self.cx, self.ax_in, self.ay_in
+        flexure_r = self.liver_z - _u(rng, 20, 40)
+        flexure_l = self.spleen_z - _u(rng, 5, 20)
+        path = np.array([
+            (-130.0, -0.05 * ay_in, -0.6 * ax_in), (flexure_r - 20, 0.0, -0.62 * ax_in),
+            (flexure_r, -0.35 * ay_in, -0.5 * ax_in), (_u(rng, -45, -10), -0.62 * ay_in, 0.0),
+            (flexure_l, -0.2 * ay_in, 0.55 * ax_in), (flexure_l - 40, 0.15 * ay_in, 0.62 * ax_in),
+            (-130.0, 0.1 * ay_in, 0.6 * ax_in)])
+        path[:, 1:] += np.array([cy, cx])
+        path += rng.uniform(-8, 8, size=path.shape)
+        radius = _u(rng, 14, 21)
+        distance = _distance_to_polyline(self.zd, self.yd, self.xd, path)
+        self.colon_mask = self.abdomen & (distance < radius)
+        stool = np.where(self.fields(8.0) > _u(rng, 0.0, 0.8), AIR_HU, _u(rng, -120, 0) + 40.0 * self.fields(5.0))
+        self.paint(self.colon_mask, self.hu.muscle + 10.0)
+        self.paint(self.colon_mask & (distance < radius - 3.0), stool)
+
+    def small_bowel(self) -> None:
+        """Serpiginous loops around the zero level set of a smooth field, in front of the
+        spine and below the upper abdomen: enhancing wall, fluid, gas in some loops."""
+        rng = self.rng
+        loops, gas = np.abs(self.fields(30.0)), self.fields(30.0)
+        zone = (self.abdomen & ~self.colon_mask & (self.yd < self.spine_y - 0.5 * self.vb_ry)
+                & (self.zd < self.diaphragm - 35.0))
+        width = _u(rng, 0.35, 0.5)
+        self.paint(zone & (loops < width), _u(rng, 70, 110))
+        lumen = zone & (loops < 0.6 * width)
+        self.paint(lumen, self.hu.fluid)
+        self.paint(lumen & (gas > _u(rng, 0.8, 1.4)) & (loops < 0.4 * width), AIR_HU)
+
+    def stomach(self) -> None:
+        """Left upper quadrant, fluid with an air-fluid level (supine: gas in front)."""
+        rng = self.rng
+        center = (self.spleen_z - _u(rng, 0, 20), self.cy - self.ay_in * _u(rng, 0.25, 0.45),
+                  self.cx + self.ax_in * _u(rng, 0.2, 0.4))
+        radii = (_u(rng, 35, 50), _u(rng, 25, 35), _u(rng, 35, 50))
+        stomach = self.abdomen & (self.ellipsoid(center, radii, yaw_deg=_u(rng, -35, 0)) < 1.0 + 0.15 * self.bumps)
+        self.paint(stomach, self.hu.muscle)
+        lumen = ndimage.binary_erosion(stomach)
+        self.paint(lumen, self.hu.fluid + 5.0)
+        self.paint(lumen & (self.yd < center[1] - radii[1] * _u(rng, 0.1, 0.8)), AIR_HU)
+
+    def liver(self) -> None:
+        """Right lobe under the right dome plus a left lobe reaching across the midline in
+        front; a gallbladder (unlabeled fluid) under the right lobe in most subjects."""
+        rng, cy, cx, ax_in, ay_in = self.rng, self.cy, self.cx, self.ax_in, self.ay_in
+        right = self.ellipsoid((self.liver_z, cy + ay_in * _u(rng, -0.15, 0.05), cx - ax_in * _u(rng, 0.45, 0.55)),
+                               (_u(rng, 70, 85), _u(rng, 75, 90), _u(rng, 62, 78)),
+                               yaw_deg=_u(rng, -15, 15), tilt_deg=_u(rng, 0, 15))
+        left = self.ellipsoid((self.dome_left - _u(rng, 10, 25), cy - ay_in * _u(rng, 0.35, 0.5), cx + _u(rng, -5, 15)),
+                              (_u(rng, 28, 36), _u(rng, 22, 32), _u(rng, 45, 60)), yaw_deg=_u(rng, -20, 10))
+        liver = self.abdomen & (np.minimum(right, left) < 1.0 + 0.12 * self.bumps) & (self.zd < self.diaphragm - 2.0)
+        self.paint(liver, self.hu.liver, "liver")
+        if rng.random() < 0.75:
+            gallbladder = self.ellipsoid(
+                (self.liver_z - _u(rng, 25, 45), cy - ay_in * _u(rng, 0.25, 0.4), cx - ax_in * _u(rng, 0.1, 0.3)),
+                (_u(rng, 25, 35), _u(rng, 12, 18), _u(rng, 12, 18)), yaw_deg=_u(rng, -30, 30))
+            self.paint(self.abdomen & (gallbladder < 1.0), _u(rng, 0, 20))
+
+    def spleen(self) -> None:
+        """Crescent along the left posterolateral wall: an ellipsoid whose long axis follows
+        the wall, hollowed on the medial (hilar) side."""
+        rng = self.rng
+        yaw = _u(rng, 30, 60)
+        center = (self.spleen_z, self.cy + self.ay_in * _u(rng, 0.1, 0.35), self.cx + self.ax_in * _u(rng, 0.6, 0.7))
+        radii = (_u(rng, 45, 60), _u(rng, 45, 60), _u(rng, 20, 27))  # height, length, thickness
+        a = math.radians(yaw)
+        hilum = (center[0], center[1] - 1.6 * radii[2] * math.sin(a), center[2] - 1.6 * radii[2] * math.cos(a))
+        spleen = ((self.ellipsoid(center, radii, yaw_deg=yaw) < 1.0 + 0.1 * self.bumps)
+                  & (self.ellipsoid(hilum, (0.5 * radii[0], 0.5 * radii[1], radii[2]), yaw_deg=yaw) > 1.0))
+        self.paint(self.abdomen & spleen & (self.zd < self.diaphragm - 2.0), self.hu.spleen, "spleen")
+
+    def psoas(self) -> None:
+        """Psoas muscles beside the lumbar vertebral bodies, thickening caudally."""
+        radius = np.clip(4.0 + 0.14 * (self.psoas_top - self.z), 0.0, 22.0)
+        for side in (-1.0, 1.0):
+            psoas = (((self.xd - self.spine_x - side * (self.vb_rx + 0.8 * radius)) ** 2
+                      + ((self.yd - self.spine_y - 3.0) / 0.9) ** 2 < radius ** 2) & (radius > 3.0))
+            self.paint(self.abdomen & psoas, self.hu.muscle)
+
+    def kidneys(self) -> None:
+        """Beside the spine in perirenal fat, the right one lower (under the liver), upper
+        poles tilted medially: enhancing cortex, medulla, and a fat-filled sinus opening to
+        the anteromedial hilum (unlabeled, as in organ segmentation datasets)."""
+        rng = self.rng
+        right_z = self.kidney_z - _u(rng, 5, 15)
+        for name, side, kz in (("kidney_left", 1.0, self.kidney_z), ("kidney_right", -1.0, right_z)):
+            yaw, tilt = side * _u(rng, 25, 45), side * _u(rng, 5, 15)
+            center = (kz, float(np.mean(self.spine_y)) + _u(rng, -10, 5),
+                      float(np.mean(self.spine_x)) + side * _u(rng, 50, 62))
+            radii = (_u(rng, 48, 58), _u(rng, 17, 22), _u(rng, 24, 30))  # length, thickness, width
+            q = self.ellipsoid(center, radii, yaw, tilt)
+            # A thin fat rim around the kidney, a wider one where no organ lies.
+            self.paint(self.abdomen & ((q < 1.15) | ((q < 1.5) & (self.canvas.labels == 0))),
+                       self.hu.fat + _u(rng, 0, 15))
+            kidney = self.abdomen & (q < 1.0 + 0.05 * self.bumps) & (self.zd < self.diaphragm - 2.0)
+            self.paint(kidney, self.hu.kidney_cortex, name)
+            self.paint(kidney & (q < (1.0 - 7.0 / radii[2]) ** 2), self.hu.kidney_medulla, name)
+            medial = (-side * math.cos(math.radians(yaw)), -side * math.sin(math.radians(yaw)))  # (x, y)
+            sinus_c = (kz, center[1] + 0.8 * radii[2] * medial[1], center[2] + 0.8 * radii[2] * medial[0])
+            sinus = self.ellipsoid(sinus_c, (0.5 * radii[0], 0.45 * radii[1], 0.5 * radii[2]), yaw, tilt) < 1.0
+            self.paint(self.abdomen & sinus & (q < 1.5), self.hu.fat + _u(rng, 10, 30))
+
+    def great_vessels(self) -> None:
+        """Aorta left of the midline just in front of the vertebral bodies, bifurcating low
+        into the (unlabeled) iliac arteries; the inferior vena cava on the right, passing
+        through the back of the liver. Undisplaced coordinates: they follow the spine."""
+        rng, z, y, x, spine_x, spine_y = self.rng, self.z, self.y, self.x, self.spine_x, self.spine_y
+        radius = _u(rng, 9, 13) * (1.0 + 0.05 * z / 90.0)
+        sway = _u(rng, 0, 3) * np.sin(2 * np.pi * z / _u(rng, 120, 240) + _u(rng, 0, 2 * np.pi))
+        aorta_x = spine_x + _u(rng, 6, 15) + sway
+        aorta_y = spine_y - self.vb_ry - radius - _u(rng, 1, 4)
+        bifurcation = _u(rng, -120, -50)
+        above = z >= bifurcation
+        self.paint(self.body & above & ((x - aorta_x) ** 2 + (y - aorta_y) ** 2 < radius ** 2), self.hu.aorta, "aorta")
+        spread = math.tan(math.radians(_u(rng, 20, 30))) * (bifurcation - z)
+        for side in (-1.0, 1.0):
+            iliac = (x - spine_x - side * (2.0 + spread)) ** 2 + (y - aorta_y) ** 2 < (0.7 * radius) ** 2
+            self.paint(self.body & ~above & iliac, self.hu.aorta)
+        ivc_rx, ivc_ry = _u(rng, 11, 15), _u(rng, 7, 11)
+        ivc_x = spine_x - _u(rng, 18, 28)
+        ivc_y = spine_y - self.vb_ry - ivc_ry - _u(rng, 4, 10)
+        self.paint(self.body & (((x - ivc_x) / ivc_rx) ** 2 + ((y - ivc_y) / ivc_ry) ** 2 < 1.0), self.hu.vein)
+
+    def spine(self) -> None:
+        """Vertebral bodies (cortical rim, cancellous core) separated by discs; neural arch
+        around the canal, spinous and transverse processes."""
+        rng, z, y, x, spine_x, spine_y, hu = self.rng, self.z, self.y, self.x, self.spine_x, self.spine_y, self.hu
+        period = _u(rng, 30, 36)
+        disc = _u(rng, 0.22, 0.3)
+        level = np.mod(z - _u(rng, 0, period), period) / period  # 0..1 within one vertebra and disc
+        vertebra = level >= disc
+        q = ((x - spine_x) / self.vb_rx) ** 2 + ((y - spine_y) / self.vb_ry) ** 2
+        self.paint(q < 1.0, np.where(vertebra, hu.cortical_bone, _u(rng, 70, 100)))
+        self.paint((q < (1.0 - 3.0 / self.vb_ry) ** 2) & vertebra, hu.cancellous_bone)
+        canal_r = self.canal_r
+        canal_y = spine_y + self.vb_ry + canal_r + 1.0
+        canal_d = np.sqrt((x - spine_x) ** 2 + (y - canal_y) ** 2)
+        arch_hu = 0.5 * (hu.cortical_bone + hu.cancellous_bone)
+        self.paint((canal_d < canal_r + 5.0) & (y > spine_y) & vertebra, arch_hu)
+        self.paint(canal_d < canal_r, _u(rng, 0, 15))
+        self.paint((np.abs(x - spine_x) < 3.0) & (y > canal_y + canal_r) & (y < canal_y + canal_r + self.spinous_len)
+                   & (level > disc + 0.1) & (level < 0.9), arch_hu)
+        transverse_len = _u(rng, 15, 25)
+        self.paint((np.abs(y - canal_y + 2.0) < 3.0) & (np.abs(x - spine_x) > canal_r + 2.0)
+                   & (np.abs(x - spine_x) < canal_r + 5.0 + transverse_len)
+                   & (level > disc + 0.2) & (level < 0.75), arch_hu)
+
+    def ribs(self) -> None:
+        """Oblique bands in the chest wall, descending towards the front, above the costal
+        margin (higher in front than at the back); costal cartilage in front."""
+        rng = self.rng
+        period, height = _u(rng, 28, 36), _u(rng, 9, 12)
+        slope = _u(rng, 90, 130) / math.pi  # mm of descent per radian from the back
+        margin_back, margin_front = self.dome_right - _u(rng, 75, 95), self.dome_right - _u(rng, 15, 35)
+        th = np.abs(self.theta)
+        costal_margin = margin_back + (margin_front - margin_back) * (th / math.pi) ** 1.5
+        band = np.mod(self.zd + slope * th - _u(rng, 0, period), period) < height
+        inner = self.fat_local + 0.15 * self.wall_mm
+        ribs = (self.body & band & (self.zd > costal_margin) & (self.depth > inner)
+                & (self.depth < inner + _u(rng, 7, 10)) & (th > 0.4))
+        self.paint(ribs & (th < math.pi - 0.55), _u(rng, 450, 750))
+        self.paint(ribs & (th >= math.pi - 0.55) & (th < math.pi - 0.15), _u(rng, 100, 180))
+
+    def finish(self) -> Phantom:
+        """Low-frequency texture inside the body, the point spread function, in-plane
+        correlated noise, and the scanner's lower bound."""
+        config = self.config
+        image = self.canvas.image + np.where(self.body, config.texture_std * self.fields(30.0), 0.0)
+        image = ndimage.gaussian_filter(image.astype(np.float32),
+                                        [f / 2.3548 / s for f, s in zip(config.psf_fwhm_mm, config.spacing)])
+        noise = np.random.default_rng(self._noise_seq).standard_normal(config.shape, dtype=np.float32)
+        noise = ndimage.gaussian_filter(noise, (0.0, 0.6, 0.6))
+        image += noise * (config.noise_std / max(float(noise.std()), 1e-6))
+        np.maximum(image, MIN_HU, out=image)
+        return Phantom(image=image, labels=self.canvas.labels, spacing=config.spacing)
+
+
+def make_phantom(seed: int, config: PhantomConfig = PhantomConfig()) -> Phantom:
+    """Draw one subject (see ``_Subject`` for what is drawn, in which order). Deterministic
+    for ``seed``; the anatomy (sizes, positions, shapes, intensities) is drawn in
+    millimetres, so one seed is one subject at any ``config.spacing``."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"make_phantom: seed must be a non-negative integer, got {seed!r}")
-    anatomy_seq, field_seq, noise_seq = np.random.SeedSequence(int(seed)).spawn(3)
-    rng = np.random.default_rng(anatomy_seq)
-    fields = _Fields(np.random.default_rng(field_seq), config)
-    shape = config.shape
-    sz, sy, sx = config.spacing
-    z = ((np.arange(shape[0], dtype=np.float32) - (shape[0] - 1) / 2) * sz)[:, None, None]
-    y = ((np.arange(shape[1], dtype=np.float32) - (shape[1] - 1) / 2) * sy)[None, :, None]
-    x = ((np.arange(shape[2], dtype=np.float32) - (shape[2] - 1) / 2) * sx)[None, None, :]
-    # Soft tissue is drawn in smoothly displaced coordinates (organic, subject-specific
-    # shapes); the skeleton and the great vessels use the undisplaced ones.
-    zd = z + np.clip(_DEFORM_STD_MM * fields(45.0), -_DEFORM_MAX_MM, _DEFORM_MAX_MM)
-    yd = y + np.clip(_DEFORM_STD_MM * fields(45.0), -_DEFORM_MAX_MM, _DEFORM_MAX_MM)
-    xd = x + np.clip(_DEFORM_STD_MM * fields(45.0), -_DEFORM_MAX_MM, _DEFORM_MAX_MM)
-    bumps = fields(25.0)  # organ surface irregularity
-
-    canvas = _Canvas(np.full(shape, AIR_HU, dtype=np.float32), np.zeros(shape, dtype=np.uint8))
-
-    # Tissue intensities of this subject. Liver and spleen share one parenchyma value, the
-    # kidneys one cortex value (SPEC section 3: context, not intensity, must separate them).
-    fat_hu = _u(rng, -115, -85)
-    muscle_hu = _u(rng, 35, 50)
-    parenchyma_hu = _u(rng, 50, 70)
-    liver_hu = parenchyma_hu + _u(rng, -2, 2)
-    spleen_hu = parenchyma_hu + _u(rng, -2, 2)
-    kidney_cortex_hu = _u(rng, 150, 250)
-    kidney_medulla_hu = kidney_cortex_hu - (_u(rng, 50, 100) if rng.random() < 0.5 else _u(rng, 0, 15))
-    aorta_hu = _u(rng, 150, 250)
-    vein_hu = _u(rng, 100, 160)
-    lung_hu = _u(rng, -870, -830)
-    cortical_hu = _u(rng, 700, 1000)
-    cancellous_hu = _u(rng, 250, 400)
-    fluid_hu = _u(rng, 0, 25)
-
-    # --- body outline: a super-ellipse, flatter at the back, slightly tapered along z.
-    cx, cy = _u(rng, -6, 6), _u(rng, -6, 6)
-    ax = _u(rng, 120, _BODY_HALF_X_MAX) * (1.0 + _u(rng, -_BODY_TAPER_MAX, _BODY_TAPER_MAX) * z / 90.0)
-    ay_front = _u(rng, 100, _BODY_HALF_Y_MAX)
-    ay_back = ay_front * _u(rng, 0.78, 0.9)
-    p_front, p_back = _u(rng, 2.0, 2.4), _u(rng, 2.6, 3.4)
-    behind = yd > cy
-    p = np.where(behind, p_back, p_front)
-    body = (np.abs(xd - cx) / ax) ** p + (np.abs(yd - cy) / np.where(behind, ay_back, ay_front)) ** p <= 1.0
-    depth = np.stack([ndimage.distance_transform_edt(s, sampling=(sy, sx)) for s in body]).astype(np.float32)
-    theta = np.arctan2(xd - cx, yd - cy)  # 0 at the posterior midline, +-pi anterior
-    fat_mm = _u(rng, 6, 14) + 0.55 * (float(np.mean(ax)) - 120.0)
-    wall_mm = _u(rng, 8, 13)
-    fat_local = fat_mm * (0.85 - 0.15 * np.cos(theta)) * (1.0 + 0.15 * fields(60.0))
-    cavity = depth > fat_local + wall_mm
-    canvas.paint(body, fat_hu)
-    canvas.paint(body & (depth > fat_local), muscle_hu)
-    visceral_fat_hu = fat_hu + _u(rng, 5, 25)
-    canvas.paint(cavity, visceral_fat_hu)
-    ax_in = float(np.mean(ax)) - fat_mm - wall_mm
-    ay_in = ay_front - fat_mm - wall_mm
-
-    # --- spine frame (undisplaced): vertebral body centre, gentle lordosis and lateral tilt.
-    vb_rx, vb_ry = _u(rng, 19, 25), _u(rng, 15, 19)
-    canal_r = _u(rng, 7, 9)
-    spinous_len = _u(rng, 25, 35)
-    d_back = vb_ry + 2 * canal_r + 2 + spinous_len + 0.7 * fat_mm + _u(rng, 8, 14)
-    spine_x = cx + _u(rng, -4, 4) + _u(rng, -0.03, 0.03) * z
-    spine_y = cy + ay_back - d_back + _u(rng, -0.08, 0.08) * z  # vertebral body centre
-
-    # --- back muscles (erector spinae, quadratus lumborum) fill the body wall behind the
-    # vertebral bodies; the peritoneal and pleural cavities end in front of them.
-    # Erector spinae beside the spinous processes, quadratus lumborum lateral to the
-    # transverse processes.
-    # The erector spinae reach from the laminae to the posterior wall.
-    back = np.zeros(shape, dtype=bool)
-    erector_front = spine_y + vb_ry + 2 * canal_r
-    erector_back = cy + ay_back - 0.7 * fat_mm
-    erector_y, erector_ry = (erector_front + erector_back) / 2, (erector_back - erector_front) / 2 + 4.0
-    erector_rx = _u(rng, 24, 32)
-    quadratus_r = (_u(rng, 10, 14), _u(rng, 14, 20))  # (y, x)
-    for side in (-1.0, 1.0):
-        back |= ((yd - erector_y) / erector_ry) ** 2 + ((xd - spine_x - side * (erector_rx + 3.0)) / erector_rx) ** 2 < 1.0
-        back |= (((yd - spine_y - vb_ry - 10.0) / quadratus_r[0]) ** 2
-                 + ((xd - spine_x - side * (vb_rx + 1.5 * quadratus_r[1])) / quadratus_r[1]) ** 2 < 1.0) & (zd < 10.0)
-    back &= body & (depth > fat_local)
-    canvas.paint(back, muscle_hu)
-    cavity &= ~back
-
-    # --- diaphragm: two domes (right higher), lowest in the posterior recesses.
-    dome_right = _u(rng, 35, 65)
-    dome_left = dome_right - _u(rng, 5, 15)
-    dome_y = cy - 0.15 * ay_front
-    curvature = _u(rng, 0.005, 0.007)
-    diaphragm = np.maximum(
-        dome_right - curvature * ((xd - (cx - 0.45 * ax_in)) ** 2 + (yd - dome_y) ** 2),
-        dome_left - curvature * ((xd - (cx + 0.45 * ax_in)) ** 2 + (yd - dome_y) ** 2))
-    abdomen = cavity & (zd < diaphragm)
-    thorax = cavity & (zd > diaphragm + 5.0)
-    canvas.paint(cavity & ~abdomen & ~thorax, muscle_hu)  # the diaphragm itself
-    lung = lung_hu + 25.0 * fields(20.0)
-    lung = np.where(fields(4.0) > 2.3, _u(rng, -150, 0), lung)  # small pulmonary vessels
-    canvas.paint(thorax, lung)
-    # Mediastinum between the lungs and the heart resting on the central tendon.
-    canvas.paint(thorax & (np.abs(xd - spine_x - 5) < _u(rng, 18, 26)) & (yd < spine_y + vb_ry), visceral_fat_hu)
-    heart_c = (float(dome_left) - 25.0 + _u(rng, 30, 45), cy - 0.35 * ay_front, cx + _u(rng, 10, 25))
-    heart_r = (_u(rng, 45, 55), _u(rng, 38, 48), _u(rng, 55, 70))
-    heart = _ellipsoid(zd, yd, xd, heart_c, heart_r, yaw_deg=_u(rng, -30, -10))
-    canvas.paint(thorax & (heart < 1.0), muscle_hu)
-    canvas.paint(thorax & (heart < 0.45), aorta_hu * 0.9)  # contrast in the chambers
-
-    # --- colon: a frame from the caecum up the right flank, across the front, down the left.
-    liver_z = dome_right - _u(rng, 25, 40)
-    spleen_z = dome_left - _u(rng, 40, 55)
-    flexure_r = liver_z - _u(rng, 20, 40)
-    flexure_l = spleen_z - _u(rng, 5, 20)
-    path = np.array([
-        (-130.0, -0.05 * ay_in, -0.6 * ax_in), (flexure_r - 20, 0.0, -0.62 * ax_in),
-        (flexure_r, -0.35 * ay_in, -0.5 * ax_in), (_u(rng, -45, -10), -0.62 * ay_in, 0.0),
-        (flexure_l, -0.2 * ay_in, 0.55 * ax_in), (flexure_l - 40, 0.15 * ay_in, 0.62 * ax_in),
-        (-130.0, 0.1 * ay_in, 0.6 * ax_in)])
-    path[:, 1:] += np.array([cy, cx])
-    path += rng.uniform(-8, 8, size=path.shape)
-    colon_r = _u(rng, 14, 21)
-    colon_d = _distance_to_polyline(zd, yd, xd, path)
-    colon = abdomen & (colon_d < colon_r)
-    stool = np.where(fields(8.0) > _u(rng, 0.0, 0.8), AIR_HU, _u(rng, -120, 0) + 40.0 * fields(5.0))
-    canvas.paint(colon, muscle_hu + 10.0)
-    canvas.paint(colon & (colon_d < colon_r - 3.0), stool)
-
-    # --- small bowel: serpiginous loops around the zero level set of a smooth field, in the
-    # front and the lower abdomen; fluid-filled with a wall, some loops holding gas.
-    loops, gas_f = np.abs(fields(30.0)), fields(30.0)
-    bowel_zone = abdomen & ~colon & (yd < spine_y - 0.5 * vb_ry) & (zd < diaphragm - 35.0)
-    width = _u(rng, 0.35, 0.5)
-    canvas.paint(bowel_zone & (loops < width), _u(rng, 70, 110))  # enhancing wall
-    lumen = bowel_zone & (loops < 0.6 * width)
-    canvas.paint(lumen, fluid_hu)
-    canvas.paint(lumen & (gas_f > _u(rng, 0.8, 1.4)) & (loops < 0.4 * width), AIR_HU)
-
-    # --- stomach in the left upper quadrant with an air-fluid level (supine: gas anterior).
-    stomach_c = (spleen_z - _u(rng, 0, 20), cy - ay_in * _u(rng, 0.25, 0.45), cx + ax_in * _u(rng, 0.2, 0.4))
-    stomach_r = (_u(rng, 35, 50), _u(rng, 25, 35), _u(rng, 35, 50))
-    stomach = _ellipsoid(zd, yd, xd, stomach_c, stomach_r, yaw_deg=_u(rng, -35, 0)) < 1.0 + 0.15 * bumps
-    stomach &= abdomen
-    canvas.paint(stomach, muscle_hu)
-    stomach_lumen = stomach & (ndimage.binary_erosion(stomach, iterations=1))
-    canvas.paint(stomach_lumen, fluid_hu + 5.0)
-    gas_level = stomach_c[1] - stomach_r[1] * _u(rng, 0.1, 0.8)
-    canvas.paint(stomach_lumen & (yd < gas_level), AIR_HU)
-
-    # --- liver: right lobe plus left lobe reaching across the midline in front; gallbladder.
-    right_lobe = _ellipsoid(zd, yd, xd, (liver_z, cy + ay_in * _u(rng, -0.15, 0.05), cx - ax_in * _u(rng, 0.45, 0.55)),
-                            (_u(rng, 70, 85), _u(rng, 75, 90), _u(rng, 62, 78)),
-                            yaw_deg=_u(rng, -15, 15), tilt_deg=_u(rng, 0, 15))
-    left_lobe = _ellipsoid(zd, yd, xd, (dome_left - _u(rng, 20, 35), cy - ay_in * _u(rng, 0.35, 0.5), cx + _u(rng, -5, 15)),
-                           (_u(rng, 30, 40), _u(rng, 22, 32), _u(rng, 45, 60)), yaw_deg=_u(rng, -20, 10))
-    liver = abdomen & (np.minimum(right_lobe, left_lobe) < 1.0 + 0.12 * bumps) & (zd < diaphragm - 2.0)
-    canvas.paint(liver, liver_hu, PHANTOM_LABELS["liver"])
-    if rng.random() < 0.75:
-        gallbladder = _ellipsoid(zd, yd, xd, (liver_z - _u(rng, 25, 45), cy - ay_in * _u(rng, 0.25, 0.4),
-                                              cx - ax_in * _u(rng, 0.1, 0.3)),
-                                 (_u(rng, 25, 35), _u(rng, 12, 18), _u(rng, 12, 18)), yaw_deg=_u(rng, -30, 30))
-        canvas.paint(abdomen & (gallbladder < 1.0), _u(rng, 0, 20))
-
-    # --- spleen: crescent along the left posterolateral wall.
-    spleen_yaw = _u(rng, 30, 60)
-    spleen_c = (spleen_z, cy + ay_in * _u(rng, 0.05, 0.3), cx + ax_in * _u(rng, 0.5, 0.62))
-    spleen_r = (_u(rng, 45, 60), _u(rng, 45, 60), _u(rng, 20, 27))
-    spleen = _ellipsoid(zd, yd, xd, spleen_c, spleen_r, yaw_deg=spleen_yaw) < 1.0 + 0.1 * bumps
-    a = math.radians(spleen_yaw)
-    hilum_c = (spleen_c[0], spleen_c[1] - 1.6 * spleen_r[2] * math.sin(a), spleen_c[2] - 1.6 * spleen_r[2] * math.cos(a))
-    spleen &= _ellipsoid(zd, yd, xd, hilum_c, (0.5 * spleen_r[0], 0.5 * spleen_r[1], spleen_r[2]), yaw_deg=spleen_yaw) > 1.0
-    canvas.paint(abdomen & spleen & (zd < diaphragm - 2.0), spleen_hu, PHANTOM_LABELS["spleen"])
-
-    # --- psoas muscles beside the lumbar vertebral bodies, thickening caudally.
-    psoas_top = _u(rng, 0, 30)
-    psoas_r = np.clip(4.0 + 0.14 * (psoas_top - z), 0.0, 22.0)
-    for side in (-1.0, 1.0):
-        psoas = ((xd - spine_x - side * (vb_rx + 0.8 * psoas_r)) ** 2 + ((yd - spine_y - 3.0) / 0.9) ** 2
-                 < psoas_r ** 2) & (psoas_r > 3.0)
-        canvas.paint(abdomen & psoas, muscle_hu)
-
-    # --- kidneys in perirenal fat beside the spine; the right one lower (under the liver).
-    # Enhancing cortex, medulla, and a fat-filled sinus opening to the anteromedial hilum.
-    left_z = _u(rng, -25, -5)
-    for name, side, kz in (("kidney_left", 1.0, left_z), ("kidney_right", -1.0, left_z - _u(rng, 5, 20))):
-        yaw = side * _u(rng, 25, 45)
-        tilt = side * _u(rng, 5, 15)
-        kc = (kz, float(np.mean(spine_y)) + _u(rng, -10, 5), float(np.mean(spine_x)) + side * _u(rng, 52, 65))
-        kr = (_u(rng, 48, 58), _u(rng, 17, 22), _u(rng, 24, 30))  # length, thickness, width
-        q = _ellipsoid(zd, yd, xd, kc, kr, yaw, tilt)
-        perirenal_hu = fat_hu + _u(rng, 0, 15)
-        canvas.paint(abdomen & ((q < 1.15) | ((q < 1.5) & (canvas.labels == 0))), perirenal_hu)
-        kidney = abdomen & (q < 1.0 + 0.05 * bumps) & (zd < diaphragm - 2.0)
-        canvas.paint(kidney, kidney_cortex_hu, PHANTOM_LABELS[name])
-        canvas.paint(kidney & (q < (1.0 - 7.0 / kr[2]) ** 2), kidney_medulla_hu, PHANTOM_LABELS[name])
-        hilum = (-side * math.cos(math.radians(yaw)), -side * math.sin(math.radians(yaw)))  # (x, y), points medially
-        sinus_c = (kz, kc[1] + 0.8 * kr[2] * hilum[1], kc[2] + 0.8 * kr[2] * hilum[0])
-        sinus = _ellipsoid(zd, yd, xd, sinus_c, (0.5 * kr[0], 0.45 * kr[1], 0.5 * kr[2]), yaw, tilt) < 1.0
-        canvas.paint(abdomen & sinus & (q < 1.5), fat_hu + _u(rng, 10, 30))
-
-    # --- great vessels (undisplaced, following the spine): aorta left of the midline in front
-    # of the vertebral bodies, bifurcating low into the (unlabeled) iliac arteries; the
-    # inferior vena cava on the right, passing through the back of the liver.
-    aorta_r = _u(rng, 9, 13) * (1.0 + 0.05 * z / 90.0)
-    aorta_x = spine_x + _u(rng, 6, 15) + _u(rng, 0, 3) * np.sin(2 * np.pi * z / _u(rng, 120, 240) + _u(rng, 0, 6.3))
-    aorta_y = spine_y - vb_ry - aorta_r - _u(rng, 1, 4)
-    bifurcation = _u(rng, -120, -50)
-    above = z >= bifurcation
-    canvas.paint(cavity & above & ((x - aorta_x) ** 2 + (y - aorta_y) ** 2 < aorta_r ** 2), aorta_hu, PHANTOM_LABELS["aorta"])
-    spread = math.tan(math.radians(_u(rng, 20, 30))) * (bifurcation - z)
-    for side in (-1.0, 1.0):
-        iliac = (x - spine_x - side * (2.0 + spread)) ** 2 + (y - aorta_y) ** 2 < (0.7 * aorta_r) ** 2
-        canvas.paint(cavity & ~above & iliac, aorta_hu)
-    ivc_rx, ivc_ry = _u(rng, 11, 15), _u(rng, 7, 11)
-    ivc_x = spine_x - _u(rng, 18, 28)
-    ivc_y = spine_y - vb_ry - ivc_ry - _u(rng, 4, 10)
-    canvas.paint(cavity & (((x - ivc_x) / ivc_rx) ** 2 + ((y - ivc_y) / ivc_ry) ** 2 < 1.0), vein_hu)
-
-    # --- spine: vertebral bodies (cortical rim, cancellous core) separated by discs; neural
-    # arch around the canal, spinous and transverse processes.
-    period = _u(rng, 30, 36)
-    disc_frac = _u(rng, 0.22, 0.3)
-    level = np.mod(z - _u(rng, 0, period), period) / period  # 0..1 within one vertebra+disc
-    in_vertebra = level >= disc_frac
-    q_vb = ((x - spine_x) / vb_rx) ** 2 + ((y - spine_y) / vb_ry) ** 2
-    canvas.paint(q_vb < 1.0, np.where(in_vertebra, cortical_hu, _u(rng, 70, 100)))
-    canvas.paint((q_vb < (1.0 - 3.0 / vb_ry) ** 2) & in_vertebra, cancellous_hu)
-    canal_y = spine_y + vb_ry + canal_r + 1.0
-    canal_d = np.sqrt((x - spine_x) ** 2 + (y - canal_y) ** 2)
-    arch_hu = 0.5 * (cortical_hu + cancellous_hu)
-    canvas.paint((canal_d < canal_r + 5.0) & (y > spine_y) & in_vertebra, arch_hu)
-    canvas.paint(canal_d < canal_r, _u(rng, 0, 15))
-    canvas.paint((np.abs(x - spine_x) < 3.0) & (y > canal_y + canal_r) & (y < canal_y + canal_r + spinous_len)
-                 & (level > disc_frac + 0.1) & (level < 0.9), arch_hu)
-    transverse_len = _u(rng, 15, 25)
-    canvas.paint((np.abs(y - canal_y + 2.0) < 3.0) & (np.abs(x - spine_x) > canal_r + 2.0)
-                 & (np.abs(x - spine_x) < canal_r + 5.0 + transverse_len)
-                 & (level > disc_frac + 0.2) & (level < 0.75), arch_hu)
-
-    # --- ribs: oblique bands in the chest wall, descending towards the front, above the
-    # costal margin (higher in front than at the back); costal cartilage in front.
-    rib_period, rib_height = _u(rng, 28, 36), _u(rng, 9, 12)
-    slope = _u(rng, 90, 130) / math.pi
-    margin_back, margin_front = dome_right - _u(rng, 75, 95), dome_right - _u(rng, 15, 35)
-    th = np.abs(theta)
-    costal_margin = margin_back + (margin_front - margin_back) * (th / math.pi) ** 1.5
-    band = np.mod(zd + slope * th - _u(rng, 0, rib_period), rib_period) < rib_height
-    rib_depth = fat_local + 0.15 * wall_mm
-    ribs = body & band & (zd > costal_margin) & (depth > rib_depth) & (depth < rib_depth + _u(rng, 7, 10)) & (th > 0.4)
-    canvas.paint(ribs & (th < math.pi - 0.55), _u(rng, 450, 750))
-    canvas.paint(ribs & (th >= math.pi - 0.55) & (th < math.pi - 0.15), _u(rng, 100, 180))
-
-    # --- texture, point spread function, correlated noise.
-    image = canvas.image
-    image += np.where(body, config.texture_std * fields(30.0), 0.0).astype(np.float32)
-    image = ndimage.gaussian_filter(image, [f / 2.3548 / s for f, s in zip(config.psf_fwhm_mm, config.spacing)])
-    noise = np.random.default_rng(noise_seq).standard_normal(shape, dtype=np.float32)
-    noise = ndimage.gaussian_filter(noise, (0.0, 0.6, 0.6))
-    image += noise * (config.noise_std / max(float(noise.std()), 1e-6))
-    np.maximum(image, MIN_HU, out=image)
-    return Phantom(image=image.astype(np.float32), labels=canvas.labels, spacing=config.spacing)
+    return _Subject(int(seed), config).draw()
 
 
 # ----------------------------------------------------------------------------- nnU-Net dataset

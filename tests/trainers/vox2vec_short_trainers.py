@@ -4,6 +4,7 @@ nnU-Net finds them when this folder is listed in ``nnUNet_extTrainer`` after the
 """
 import torch
 
+from vox2vec_nnunet.training.pretraining import Vox2VecPretrainTrainer
 from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer_FineTune,
                                                   Vox2VecTrainer_LinearProbe, Vox2VecTrainer_LinearProbe_RandomInit)
 
@@ -32,3 +33,17 @@ class Vox2VecTrainer_LinearProbe_RandomInit_Test2epochs(_Short, Vox2VecTrainer_L
 
 class Vox2VecTrainer_FineTune_Test2epochs(_Short, Vox2VecTrainer_FineTune):
     pass
+
+
+class Vox2VecPretrainTrainer_Test(_Short, Vox2VecPretrainTrainer):
+    """Three epochs of four iterations, 4 volumes x 64 positions, checkpoint every epoch."""
+
+    num_volumes = 4
+    num_positions = 64
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 3
+        self.num_iterations_per_epoch = 4
+        self.num_val_iterations_per_epoch = 0
+        self.save_every = 1

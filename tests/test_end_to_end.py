@@ -1,0 +1,161 @@
+"""The whole product through nnU-Net's real commands on a small phantom dataset, on the CPU.
+
+One module-scoped workspace; the tests run in order and build on each other:
+plan -> train two folds -> predict -> find_best_configuration, then pre-training data ->
+pre-training (interrupted and resumed) -> probing from the pre-trained checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from nnunet_cli import nnunet_env, run
+from vox2vec_nnunet.phantoms import PhantomConfig, write_nnunet_raw_dataset
+
+pytestmark = pytest.mark.slow
+
+DATASET, PRETRAIN = 501, 900
+SPACING = ["10", "8", "8"]  # coarse phantoms: (18, 33, 42) voxels
+PATCH = ["8", "16", "16"]
+FPN = ["--base_channels", "4", "--num_levels", "3"]
+SEG = "Vox2VecTrainer_Test2epochs"
+PRE = "Vox2VecPretrainTrainer_Test"
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("nnunet")
+    env = nnunet_env(root)
+    raw = write_nnunet_raw_dataset(Path(env["nnUNet_raw"]), DATASET, "Phantoms", num_labeled=6, num_unlabeled=3,
+                                   seed=0, config=PhantomConfig(spacing=(10.0, 8.0, 8.0)), progress=False)
+    return {"root": root, "env": env, "raw": raw, "results": Path(env["nnUNet_results"]),
+            "pre": Path(env["nnUNet_preprocessed"])}
+
+
+def seg_folder(ws: dict, trainer: str) -> Path:
+    return ws["results"] / "Dataset501_Phantoms" / f"{trainer}__Vox2VecPlans__3d_vox2vec"
+
+
+def test_plan_writes_vox2vec_plans_and_preprocesses(ws):
+    run(["nnUNetv2_extract_fingerprint", "-d", DATASET, "-np", "1"], ws["env"])
+    out = run(["vox2vec_nnunet_plan", "-d", DATASET, "--spacing", *SPACING, "--patch_size", *PATCH,
+               "--batch_size", "2", *FPN, "-np", "1"], ws["env"]).stdout
+    assert "Vox2VecPlans.json" in out
+    plans = json.loads((ws["pre"] / "Dataset501_Phantoms" / "Vox2VecPlans.json").read_text())
+    cfg = plans["configurations"]["3d_vox2vec"]
+    assert cfg["spacing"] == [10.0, 8.0, 8.0] and cfg["patch_size"] == [8, 16, 16] and cfg["batch_size"] == 2
+    assert cfg["architecture"]["arch_kwargs"]["base_channels"] == 4
+    assert len(list((ws["pre"] / "Dataset501_Phantoms" / "Vox2VecPlans_3d_vox2vec").glob("*.pkl"))) == 6
+
+
+def test_train_two_folds_writes_checkpoints_and_dice_per_label(ws):
+    for fold in ("0", "1"):
+        run(["nnUNetv2_train", DATASET, "3d_vox2vec", fold, "-p", "Vox2VecPlans", "-tr", SEG, "-device", "cpu"],
+            ws["env"])
+    labels = json.loads((ws["raw"] / "dataset.json").read_text())["labels"]
+    for fold in ("0", "1"):
+        folder = seg_folder(ws, SEG) / f"fold_{fold}"
+        assert (folder / "checkpoint_final.pth").is_file()
+        assert not list(folder.glob(".*.tmp"))
+        summary = json.loads((folder / "validation" / "summary.json").read_text())
+        assert set(summary["mean"]) == {str(v) for k, v in labels.items() if k != "background"}
+        assert 0.0 <= summary["foreground_mean"]["Dice"] <= 1.0
+        record = json.loads((folder / "vox2vec_run.json").read_text())
+        assert record["backbone_source"] == "random_init"
+        assert record["trainable_parameters"] == record["total_parameters"] > 0
+        checkpoint = torch.load(folder / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+        assert any(k.startswith("decoder.seg_layers.") for k in checkpoint["network_weights"])
+
+
+def test_predict_keeps_the_input_geometry(ws):
+    out = ws["root"] / "predictions"
+    run(["nnUNetv2_predict", "-i", ws["raw"] / "imagesTs", "-o", out, "-d", DATASET, "-c", "3d_vox2vec",
+         "-p", "Vox2VecPlans", "-tr", SEG, "-f", "0", "1", "-device", "cpu", "--disable_tta", "-npp", "1",
+         "-nps", "1"], ws["env"])
+    images = sorted((ws["raw"] / "imagesTs").glob("*.nii.gz"))
+    assert len(images) == 3
+    for image_file in images:
+        prediction = sitk.ReadImage(str(out / image_file.name.replace("_0000.nii.gz", ".nii.gz")))
+        image = sitk.ReadImage(str(image_file))
+        assert prediction.GetSize() == image.GetSize()
+        assert np.allclose(prediction.GetSpacing(), image.GetSpacing())
+        assert np.allclose(prediction.GetOrigin(), image.GetOrigin())
+        assert np.allclose(prediction.GetDirection(), image.GetDirection())
+
+
+def test_find_best_configuration_ranks_the_vox2vec_model(ws):
+    out = run(["nnUNetv2_find_best_configuration", DATASET, "-c", "3d_vox2vec", "-p", "Vox2VecPlans", "-tr", SEG,
+               "-f", "0", "1", "--disable_ensembling", "-np", "1"], ws["env"]).stdout
+    assert f"{SEG}__Vox2VecPlans__3d_vox2vec" in out
+    assert (ws["results"] / "Dataset501_Phantoms" / "inference_information.json").is_file()
+
+
+def test_wrong_plans_and_missing_weights_get_clear_messages(ws):
+    result = run(["nnUNetv2_train", DATASET, "3d_vox2vec", "0", "-p", "Vox2VecPlans", "-device", "cpu",
+                  "-tr", "Vox2VecTrainer_LinearProbe_Test2epochs"], ws["env"], expect_ok=False)
+    assert "no -pretrained_weights were given" in result.stderr and "Traceback" not in result.stderr
+    bad = ws["root"] / "not_a_checkpoint.pth"
+    bad.write_bytes(b"this is not a torch file")
+    result = run(["nnUNetv2_train", DATASET, "3d_vox2vec", "0", "-p", "Vox2VecPlans", "-device", "cpu",
+                  "-tr", SEG, "-pretrained_weights", bad], ws["env"], expect_ok=False)
+    assert str(bad) in result.stderr and "weights_only=True" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_prepare_pretraining_skips_bad_scans_and_resumes(ws):
+    folder = ws["root"] / "more_ct"
+    folder.mkdir()
+    (folder / "broken.nii.gz").write_bytes(b"not an image")
+    nan = np.zeros((20, 40, 40), np.float32)
+    nan[5, 5, 5] = np.nan
+    sitk.WriteImage(sitk.GetImageFromArray(nan), str(folder / "nan.mha"))
+    args = ["vox2vec_nnunet_prepare_pretraining", "-d", DATASET, "--folders", folder, "-o", PRETRAIN,
+            "--spacing", *SPACING, "--patch_size", *PATCH, *FPN, "-np", "1"]
+    out = run(args, ws["env"]).stdout
+    assert "9 prepared" in out and "2 skipped" in out
+    assert "broken.nii.gz: cannot be read" in out and "nan.mha: holds NaN" in out
+    data = ws["pre"] / "Dataset900_Vox2VecPretraining" / "Vox2VecPlans_3d_vox2vec_pretrain"
+    assert len(list(data.glob("*.pkl"))) == 9 and len(list(data.glob("*_seg.b2nd"))) == 9
+    out = run(args, ws["env"]).stdout
+    assert "0 prepared, 9 already done, 2 skipped" in out
+
+
+def test_pretraining_is_interrupted_resumed_and_loads_into_a_probe(ws):
+    env = ws["env"]
+    folder = ws["results"] / "Dataset900_Vox2VecPretraining" / f"{PRE}__Vox2VecPlans__3d_vox2vec_pretrain" / "fold_all"
+    cmd = ["nnUNetv2_train", str(PRETRAIN), "3d_vox2vec_pretrain", "all", "-p", "Vox2VecPlans", "-tr", PRE,
+           "-device", "cpu"]
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (folder / "checkpoint_latest.pth").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    process.kill()
+    process.wait()
+    assert (folder / "checkpoint_latest.pth").exists() and not (folder / "checkpoint_final.pth").exists()
+    run(cmd + ["--c"], env)
+    final = torch.load(folder / "checkpoint_final.pth", map_location="cpu", weights_only=True)
+    losses = final["logging"]["train_losses"]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    assert {"positive_cosine", "negative_cosine", "lrs"} <= set(final["logging"])
+    assert (folder / "progress.png").stat().st_size > 0
+    assert any(k.startswith("projector.") for k in final["network_weights"])
+
+    probe = "Vox2VecTrainer_LinearProbe_Test2epochs"
+    run(["nnUNetv2_train", DATASET, "3d_vox2vec", "0", "-p", "Vox2VecPlans", "-tr", probe, "-device", "cpu",
+         "-pretrained_weights", folder / "checkpoint_final.pth"], env)
+    record = json.loads((seg_folder(ws, probe) / "fold_0" / "vox2vec_run.json").read_text())
+    assert record["backbone_source"] == "pretrained"
+    assert record["trainable_parameters"] < record["total_parameters"]
+    probed = torch.load(seg_folder(ws, probe) / "fold_0" / "checkpoint_final.pth", map_location="cpu",
+                        weights_only=False)["network_weights"]
+    backbone = {k: v for k, v in final["network_weights"].items() if k.startswith("backbone.")}
+    assert backbone and all(torch.equal(probed[k], v) for k, v in backbone.items())
+    log = next((seg_folder(ws, probe) / "fold_0").glob("training_log_*.txt")).read_text()
+    assert "backbone from PRE-TRAINED weights" in log

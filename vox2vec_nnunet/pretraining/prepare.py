@@ -1,0 +1,226 @@
+"""Build the pre-training dataset from unlabeled images (paper Sect. 3.1, 4.1).
+
+Images come from nnU-Net raw datasets (``imagesTr`` and ``imagesTs``; labels are neither
+needed nor used) and from plain folders of image files. Each image is preprocessed with
+nnU-Net's own ``DefaultPreprocessor`` under the ``3d_vox2vec_pretrain`` configuration
+(resampled to 1x1x2 mm, intensities kept in HU), cropped to the bounding box of voxels above
+-500 HU (Sect. 4.1), and saved with nnU-Net's dataset class; the case's body mask (SPEC "Body
+mask") is stored as its segmentation, so nnU-Net's loaders deliver it beside the image.
+
+Robust to bad input: a scan that cannot be read, holds NaN/inf, is smaller than a patch
+after cropping or has no body voxels is reported and skipped; the rest is kept. Every case is
+written to temporary names and moved in place properties-file last, so a case is finished
+exactly when its ``.pkl`` exists, and a second run resumes by skipping finished cases.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from tqdm import tqdm
+
+from vox2vec_nnunet.errors import Vox2VecError
+from vox2vec_nnunet_plans.builder import (PRETRAINING_CONFIGURATION, ConfigurationSettings, build_plans,
+                                          slice_axis_first)
+
+REPORT_FILE = "vox2vec_preparation_report.json"
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".gipl")
+TMP_PREFIX = ".partial_"
+
+
+@dataclass(frozen=True)
+class CaseTask:
+    """One image to prepare."""
+
+    identifier: str
+    image_file: str
+    source: str
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    identifier: str
+    image_file: str
+    status: str  # "done", "skipped" or "already done"
+    reason: str = ""
+    shape: tuple[int, ...] = ()
+
+
+def file_stem(path: Path) -> str:
+    name = path.name
+    for suffix in IMAGE_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def tasks_from_raw_dataset(raw_folder: Path) -> list[CaseTask]:
+    """The CT images of an nnU-Net raw dataset (``imagesTr`` and ``imagesTs``)."""
+    dataset_json_file = raw_folder / "dataset.json"
+    if not dataset_json_file.is_file():
+        raise Vox2VecError(f"{dataset_json_file} does not exist: {raw_folder} is not an nnU-Net raw dataset")
+    dataset_json = json.loads(dataset_json_file.read_text())
+    channels = dataset_json.get("channel_names") or dataset_json.get("modality") or {}
+    ct = [int(k) for k, v in channels.items() if str(v).lower() == "ct"]
+    if not ct:
+        raise Vox2VecError(f"{dataset_json_file}: no channel named 'CT' (channels: {channels}); vox2vec pre-trains "
+                           f"on CT in HU only")
+    ending = dataset_json["file_ending"]
+    channel_suffix = f"_{ct[0]:04d}{ending}"
+    tasks = []
+    for sub in ("imagesTr", "imagesTs"):
+        for f in sorted((raw_folder / sub).glob(f"*{channel_suffix}")):
+            case = f.name[: -len(channel_suffix)]
+            tasks.append(CaseTask(f"{raw_folder.name[:10]}_{case}", str(f), f"{raw_folder.name}/{sub}"))
+    return tasks
+
+
+def tasks_from_folder(folder: Path) -> list[CaseTask]:
+    """Every image file of a plain folder (one single-channel CT per file)."""
+    if not folder.is_dir():
+        raise Vox2VecError(f"{folder}: no such folder")
+    files = sorted(f for f in folder.iterdir() if f.is_file() and f.name.endswith(IMAGE_SUFFIXES))
+    tag = "".join(c if c.isalnum() else "_" for c in folder.resolve().name)
+    return [CaseTask(f"{tag}_{file_stem(f)}", str(f), str(folder)) for f in files]
+
+
+def _reader_for(image_file: str):
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_file_ending
+
+    ending = next((s for s in IMAGE_SUFFIXES if image_file.endswith(s)), Path(image_file).suffix)
+    return determine_reader_writer_from_file_ending(ending, image_file, allow_nonmatching_filename=True,
+                                                    verbose=False)
+
+
+def prepare_case(task: CaseTask, output_folder: str, settings: ConfigurationSettings) -> CaseResult:
+    """Read, preprocess with nnU-Net, crop, mask and save one case; never raises for bad data."""
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from vox2vec_nnunet.pretraining.body_mask import body_bounding_box, body_mask
+
+    def skipped(reason: str) -> CaseResult:
+        return CaseResult(task.identifier, task.image_file, "skipped", reason)
+
+    try:
+        reader = _reader_for(task.image_file)
+        image, properties = reader().read_images((task.image_file,))
+    except Exception as e:  # any reader failure means an unreadable scan
+        return skipped(f"cannot be read: {type(e).__name__}: {e}")
+    if not np.isfinite(image).all():
+        return skipped("holds NaN or infinite values")
+    transpose = slice_axis_first(properties["spacing"])
+    plans = PlansManager(build_plans("pretraining", "pretraining", {PRETRAINING_CONFIGURATION: settings},
+                                     reader.__name__, transpose, 1, [1.0, 1.0, 1.0], [1, 1, 1]))
+    try:
+        data, _, properties = DefaultPreprocessor(verbose=False).run_case_npy(
+            image, None, properties, plans, plans.get_configuration(PRETRAINING_CONFIGURATION),
+            {"labels": {"background": 0}, "channel_names": {"0": "CT"}})
+    except Exception as e:
+        return skipped(f"nnU-Net preprocessing failed: {type(e).__name__}: {e}")
+    hu = data[0]
+    try:
+        box = body_bounding_box(hu)
+    except ValueError:
+        return skipped("has no voxel above -500 HU (no body)")
+    hu = np.ascontiguousarray(hu[box])
+    if any(s < p for s, p in zip(hu.shape, settings.patch_size)):
+        return skipped(f"is smaller than a patch after cropping: {hu.shape} < {tuple(settings.patch_size)} voxels "
+                       f"(at {tuple(settings.spacing)} mm)")
+    body = body_mask(hu)
+    if not body.any():
+        return skipped("has no body voxels")
+    properties.update(vox2vec_source=task.image_file, vox2vec_crop=[[s.start, s.stop] for s in box],
+                      vox2vec_body_voxels=int(body.sum()))
+    blocks, chunks = comp_blosc2_params((1, *hu.shape), settings.patch_size, bytes_per_pixel=4)
+    output = Path(output_folder)
+    partial = output / f"{TMP_PREFIX}{task.identifier}"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir()
+    nnUNetDatasetBlosc2.save_case(hu[None].astype(np.float32), body[None].astype(np.int8), properties,
+                                  str(partial / task.identifier), chunks=chunks, blocks=blocks)
+    for suffix in (".b2nd", "_seg.b2nd", ".pkl"):  # properties last: the "finished" marker
+        os.replace(partial / f"{task.identifier}{suffix}", output / f"{task.identifier}{suffix}")
+    partial.rmdir()
+    return CaseResult(task.identifier, task.image_file, "done", shape=tuple(int(s) for s in hu.shape))
+
+
+def _prepare_case_star(args: tuple) -> CaseResult:
+    return prepare_case(*args)
+
+
+def unique_tasks(tasks: Iterable[CaseTask]) -> list[CaseTask]:
+    """Tasks with identifiers made unique (same file names in two sources)."""
+    seen: dict[str, int] = {}
+    result = []
+    for t in tasks:
+        n = seen.get(t.identifier, 0)
+        seen[t.identifier] = n + 1
+        result.append(t if n == 0 else CaseTask(f"{t.identifier}_{n}", t.image_file, t.source))
+    return result
+
+
+def prepare_pretraining_dataset(tasks: list[CaseTask], preprocessed_folder: Path, plans_name: str,
+                                settings: ConfigurationSettings, num_processes: int = 1) -> list[CaseResult]:
+    """Prepare every task into ``preprocessed_folder/{plans_name}_3d_vox2vec_pretrain``; resumable."""
+    data_folder = preprocessed_folder / f"{plans_name}_{PRETRAINING_CONFIGURATION}"
+    data_folder.mkdir(parents=True, exist_ok=True)
+    for leftover in data_folder.glob(f"{TMP_PREFIX}*"):
+        shutil.rmtree(leftover)
+    for orphan in data_folder.glob("*.b2nd"):  # data of a case whose properties never landed
+        identifier = orphan.name.removesuffix("_seg.b2nd").removesuffix(".b2nd")
+        if not (data_folder / f"{identifier}.pkl").exists():
+            orphan.unlink()
+    finished = {p.stem for p in data_folder.glob("*.pkl")}
+    todo = [t for t in tasks if t.identifier not in finished]
+    results = [CaseResult(t.identifier, t.image_file, "already done") for t in tasks if t.identifier in finished]
+    if finished:
+        print(f"Resuming: {len(results)} of {len(tasks)} cases are already prepared")
+    args = [(t, str(data_folder), settings) for t in todo]
+    progress = dict(total=len(todo), desc="Preparing pre-training cases", unit="case")
+    if num_processes <= 1:
+        results += [prepare_case(*a) for a in tqdm(args, **progress)]
+    else:
+        with multiprocessing.get_context("spawn").Pool(num_processes) as pool:
+            results += list(tqdm(pool.imap_unordered(_prepare_case_star, args), **progress))
+    return results
+
+
+def write_dataset_files(raw_folder: Path, preprocessed_folder: Path, plans_name: str,
+                        settings: ConfigurationSettings, results: list[CaseResult]) -> None:
+    """The raw ``dataset.json``, and the plans, ``dataset.json`` and fingerprint nnUNetv2_train reads."""
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+
+    data_folder = preprocessed_folder / f"{plans_name}_{PRETRAINING_CONFIGURATION}"
+    identifiers = sorted(nnUNetDatasetBlosc2.get_identifiers(str(data_folder)))
+    if not identifiers:
+        raise Vox2VecError(f"no usable case was prepared into {data_folder}; see the skipped cases above")
+    shapes = np.array([nnUNetDatasetBlosc2(str(data_folder), [i]).load_case(i)[0].shape[1:] for i in identifiers])
+    median_shape = np.median(shapes, 0)
+    dataset_json = {
+        "name": raw_folder.name, "channel_names": {"0": "CT"}, "labels": {"background": 0, "body": 1},
+        "numTraining": len(identifiers), "file_ending": ".nii.gz",
+        "description": "vox2vec pre-training set: unlabeled CT, preprocessed and body-masked by "
+                       "vox2vec_nnunet_prepare_pretraining (the label is the body mask).",
+    }
+    raw_folder.mkdir(parents=True, exist_ok=True)
+    (raw_folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    (preprocessed_folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    plans = build_plans(raw_folder.name, plans_name, {PRETRAINING_CONFIGURATION: settings}, "SimpleITKIO",
+                        [0, 1, 2], 1, settings.spacing, median_shape)
+    (preprocessed_folder / f"{plans_name}.json").write_text(json.dumps(plans, indent=2))
+    fingerprint = {"spacings": [list(settings.spacing)] * len(identifiers),
+                   "shapes_after_crop": shapes.tolist(),
+                   "foreground_intensity_properties_per_channel": plans["foreground_intensity_properties_per_channel"],
+                   "median_relative_size_after_cropping": 1.0}
+    (preprocessed_folder / "dataset_fingerprint.json").write_text(json.dumps(fingerprint, indent=2))
+    report = {"settings": asdict(settings), "cases": [asdict(r) for r in results]}
+    (preprocessed_folder / REPORT_FILE).write_text(json.dumps(report, indent=2))
