@@ -7,6 +7,8 @@ pre-training (interrupted and resumed) -> probing from the pre-trained checkpoin
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +25,7 @@ from vox2vec_nnunet.phantoms import PhantomConfig, write_nnunet_raw_dataset
 pytestmark = pytest.mark.slow
 
 DATASET, PRETRAIN = 501, 900
-SPACING = ["10", "8", "8"]  # coarse phantoms: (18, 33, 42) voxels
+SPACING = ["10", "8", "8"]  # coarse phantoms: (18, 32, 42) voxels
 PATCH = ["8", "16", "16"]
 FPN = ["--base_channels", "4", "--num_levels", "3"]
 SEG = "Vox2VecTrainer_Test2epochs"
@@ -132,11 +134,12 @@ def test_pretraining_is_interrupted_resumed_and_loads_into_a_probe(ws):
     folder = ws["results"] / "Dataset900_Vox2VecPretraining" / f"{PRE}__Vox2VecPlans__3d_vox2vec_pretrain" / "fold_all"
     cmd = ["nnUNetv2_train", str(PRETRAIN), "3d_vox2vec_pretrain", "all", "-p", "Vox2VecPlans", "-tr", PRE,
            "-device", "cpu"]
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
     deadline = time.time() + 600
     while not (folder / "checkpoint_latest.pth").exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.2)
-    process.kill()
+    os.killpg(process.pid, signal.SIGKILL)  # the trainer and its data workers, like a crash
     process.wait()
     assert (folder / "checkpoint_latest.pth").exists() and not (folder / "checkpoint_final.pth").exists()
     run(cmd + ["--c"], env)

@@ -8,7 +8,8 @@ vox2vec must tell apart share intensities on purpose -- liver and spleen are dra
 parenchyma value per subject, both kidneys share one cortex value, and unlabeled look-alikes
 (inferior vena cava, iliac arteries, heart chambers, muscle) sit next to labeled structures --
 so that position and context, not intensity alone, separate the classes, as in real CT
-(paper section 1: representations must encode anatomical context).
+(the paper's abstract: representations that capture global semantics such as body part as
+well as local semantics such as different small organs).
 
 Geometry and orientation
 ------------------------
@@ -35,7 +36,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
+from tqdm import tqdm
 
 #: Label values of the phantoms (nnU-Net's ``dataset.json`` "labels" mapping). Everything not
 #: listed -- body wall, fat, muscle, bone, lungs, bowel, stomach, heart, other vessels -- is 0.
@@ -152,21 +155,8 @@ class _Fields:
         return (field - field.mean()) / max(float(field.std()), 1e-6)
 
 
-@dataclass
-class _Canvas:
-    """The volume being painted: every ``paint`` sets the tissue's HU and its label (0 for
-    structures that are not labeled), so labels always describe the visible tissue."""
-
-    image: np.ndarray
-    labels: np.ndarray
-
-    def paint(self, mask: np.ndarray, hu: float | np.ndarray, label: int = 0) -> None:
-        mask = np.broadcast_to(mask, self.image.shape)
-        self.image[mask] = np.broadcast_to(hu, self.image.shape)[mask] if isinstance(hu, np.ndarray) else hu
-        self.labels[mask] = label
-
-
 def _u(rng: np.random.Generator, low: float, high: float) -> float:
+    """One uniform draw as a Python float."""
     return float(rng.uniform(low, high))
 
 
@@ -237,9 +227,10 @@ class _Tissues:
 
 
 class _Subject:
-    """Paints one subject onto a canvas, structure by structure, back to front: body wall,
-    back muscles, thorax above the diaphragm, bowel and stomach, solid organs, psoas and
-    kidneys, great vessels, spine, ribs; each paint overwrites the tissue and label under it.
+    """Paints one subject structure by structure (``draw``), back to front: body wall, back
+    muscles, thorax above the diaphragm, bowel and stomach, solid organs, psoas and kidneys,
+    great vessels, spine, ribs; each paint overwrites the tissue and label under it. The
+    cranio-caudal landmarks and the spine frame are drawn first, as the organs hang from them.
 
     Coordinates are millimetres in the volume-centred LPS frame (module docstring). Soft
     tissue uses smoothly displaced coordinates ``zd, yd, xd`` (organic, subject-specific
@@ -260,10 +251,15 @@ class _Subject:
             for c in (self.z, self.y, self.x))
         self.bumps = self.fields(25.0)  # organ surface irregularity
         self.hu = _Tissues.draw(self.rng)
-        self.canvas = _Canvas(np.full(shape, AIR_HU, dtype=np.float32), np.zeros(shape, dtype=np.uint8))
+        self.image = np.full(shape, AIR_HU, dtype=np.float32)
+        self.labels = np.zeros(shape, dtype=np.uint8)
 
     def paint(self, mask: np.ndarray, hu: float | np.ndarray, label: str = "background") -> None:
-        self.canvas.paint(mask, hu, PHANTOM_LABELS[label])
+        """Set tissue and label where ``mask`` (broadcastable) holds; unlabeled tissue gets
+        label 0, so the labels always describe the visible tissue."""
+        mask = np.broadcast_to(mask, self.image.shape)
+        self.image[mask] = np.broadcast_to(hu, self.image.shape)[mask] if isinstance(hu, np.ndarray) else hu
+        self.labels[mask] = PHANTOM_LABELS[label]
 
     def ellipsoid(self, center: tuple[float, float, float], radii: tuple[float, float, float],
                   yaw_deg: float = 0.0, tilt_deg: float = 0.0) -> np.ndarray:
@@ -355,9 +351,9 @@ class _Subject:
                          + ((xd - spine_x - side * (self.vb_rx + 1.5 * quadratus_rx)) / quadratus_rx) ** 2 < 1.0)
                         & (self.zd < self.psoas_top))
         # Ligaments and facet joints keep the viscera off the vertebral column at every level.
-        muscles |= ((((self.x - spine_x) / (self.vb_rx + 3.0)) ** 2 + ((self.y - spine_y) / (self.vb_ry + 3.0)) ** 2 < 1.0)
-                    | ((self.x - spine_x) ** 2 + (self.y - spine_y - self.vb_ry - self.canal_r) ** 2
-                       < (self.canal_r + 8.0) ** 2))
+        x, y = self.x - spine_x, self.y - spine_y
+        muscles |= (((x / (self.vb_rx + 3.0)) ** 2 + (y / (self.vb_ry + 3.0)) ** 2 < 1.0)
+                    | (x ** 2 + (y - self.vb_ry - self.canal_r) ** 2 < (self.canal_r + 8.0) ** 2))
         muscles &= self.body & (self.depth > self.fat_local)
         self.paint(muscles, self.hu.muscle)
         self.cavity &= ~muscles
@@ -378,8 +374,8 @@ class _Subject:
         self.paint(thorax, np.where(self.fields(4.0) > 2.3, _u(rng, -150, 0), lung))
         self.paint(thorax & (np.abs(xd - self.spine_x - 5) < _u(rng, 18, 26)) & (yd < self.spine_y + self.vb_ry),
                    hu.visceral_fat)
-        heart = self.ellipsoid((self.dome_left + _u(rng, 5, 20), self.cy - 0.35 * self.ay_front, self.cx + _u(rng, 10, 25)),
-                               (_u(rng, 45, 55), _u(rng, 38, 48), _u(rng, 55, 70)), yaw_deg=_u(rng, -30, -10))
+        heart_c = (self.dome_left + _u(rng, 5, 20), self.cy - 0.35 * self.ay_front, self.cx + _u(rng, 10, 25))
+        heart = self.ellipsoid(heart_c, (_u(rng, 45, 55), _u(rng, 38, 48), _u(rng, 55, 70)), yaw_deg=_u(rng, -30, -10))
         self.paint(thorax & (heart < 1.0), hu.muscle)
         self.paint(thorax & (heart < 0.45), 0.9 * hu.aorta)  # contrast in the chambers
 
@@ -437,7 +433,11 @@ class _Subject:
                                yaw_deg=_u(rng, -15, 15), tilt_deg=_u(rng, 0, 15))
         left = self.ellipsoid((self.dome_left - _u(rng, 10, 25), cy - ay_in * _u(rng, 0.35, 0.5), cx + _u(rng, -5, 15)),
                               (_u(rng, 28, 36), _u(rng, 22, 32), _u(rng, 45, 60)), yaw_deg=_u(rng, -20, 10))
-        liver = self.abdomen & (np.minimum(right, left) < 1.0 + 0.12 * self.bumps) & (self.zd < self.diaphragm - 2.0)
+        # The liver stays out of the paravertebral gutters (the retroperitoneum beside and
+        # behind the vertebral bodies); in front of them lie the caudate lobe and the IVC.
+        gutter = (np.abs(self.xd - self.spine_x) < self.vb_rx + 25.0) & (self.yd > self.spine_y - self.vb_ry)
+        liver = (self.abdomen & ~gutter & (np.minimum(right, left) < 1.0 + 0.12 * self.bumps)
+                 & (self.zd < self.diaphragm - 2.0))
         self.paint(liver, self.hu.liver, "liver")
         if rng.random() < 0.75:
             gallbladder = self.ellipsoid(
@@ -479,7 +479,7 @@ class _Subject:
             radii = (_u(rng, 48, 58), _u(rng, 17, 22), _u(rng, 24, 30))  # length, thickness, width
             q = self.ellipsoid(center, radii, yaw, tilt)
             # A thin fat rim around the kidney, a wider one where no organ lies.
-            self.paint(self.abdomen & ((q < 1.15) | ((q < 1.5) & (self.canvas.labels == 0))),
+            self.paint(self.abdomen & ((q < 1.15) | ((q < 1.5) & (self.labels == 0))),
                        self.hu.fat + _u(rng, 0, 15))
             kidney = self.abdomen & (q < 1.0 + 0.05 * self.bumps) & (self.zd < self.diaphragm - 2.0)
             self.paint(kidney, self.hu.kidney_cortex, name)
@@ -554,14 +554,14 @@ class _Subject:
         """Low-frequency texture inside the body, the point spread function, in-plane
         correlated noise, and the scanner's lower bound."""
         config = self.config
-        image = self.canvas.image + np.where(self.body, config.texture_std * self.fields(30.0), 0.0)
+        image = self.image + np.where(self.body, config.texture_std * self.fields(30.0), 0.0)
         image = ndimage.gaussian_filter(image.astype(np.float32),
                                         [f / 2.3548 / s for f, s in zip(config.psf_fwhm_mm, config.spacing)])
         noise = np.random.default_rng(self._noise_seq).standard_normal(config.shape, dtype=np.float32)
         noise = ndimage.gaussian_filter(noise, (0.0, 0.6, 0.6))
         image += noise * (config.noise_std / max(float(noise.std()), 1e-6))
         np.maximum(image, MIN_HU, out=image)
-        return Phantom(image=image, labels=self.canvas.labels, spacing=config.spacing)
+        return Phantom(image=image, labels=self.labels, spacing=config.spacing)
 
 
 def make_phantom(seed: int, config: PhantomConfig = PhantomConfig()) -> Phantom:
@@ -582,9 +582,7 @@ def case_seed(seed: int, case_index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(case_index)]).generate_state(1, np.uint32)[0])
 
 
-def _to_sitk(array: np.ndarray, phantom: Phantom):
-    import SimpleITK as sitk
-
+def _to_sitk(array: np.ndarray, phantom: Phantom) -> sitk.Image:
     image = sitk.GetImageFromArray(array)  # (z, y, x) array -> image of size (x, y, z)
     image.SetSpacing(tuple(float(s) for s in phantom.spacing[::-1]))  # SimpleITK order: x, y, z
     image.SetOrigin(phantom.origin_lps)
@@ -595,8 +593,6 @@ def _to_sitk(array: np.ndarray, phantom: Phantom):
 def _write_case(job: tuple[str, int, PhantomConfig, str, str | None]) -> str:
     """Make one subject and write its image (int16 HU, as CT is stored) and, if
     ``labels_dir`` is given, its label map (uint8)."""
-    import SimpleITK as sitk
-
     case_id, seed, config, images_dir, labels_dir = job
     phantom = make_phantom(seed, config)
     hu = np.rint(phantom.image).astype(np.int16)
@@ -620,16 +616,15 @@ def write_nnunet_raw_dataset(raw_root: Path, dataset_id: int, name: str, num_lab
     hidden sibling folder and moved into place when complete. An existing dataset folder is
     replaced only with ``overwrite=True``; another dataset with the same ID is an error.
     """
-    from tqdm import tqdm
-
     if not 1 <= int(dataset_id) <= 999:
         raise ValueError(f"dataset_id must be in 1..999 (nnU-Net's DatasetXXX_ names), got {dataset_id}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
         raise ValueError(f"dataset name {name!r} must be letters, digits, '_' or '-'")
     if num_labeled < 1:
         raise ValueError(f"num_labeled must be >= 1 (nnU-Net needs labeled training cases), got {num_labeled}")
-    if num_unlabeled < 0 or num_processes < 1:
-        raise ValueError(f"num_unlabeled must be >= 0 and num_processes >= 1, got {num_unlabeled}, {num_processes}")
+    if num_unlabeled < 0 or num_processes < 1 or seed < 0:
+        raise ValueError(f"num_unlabeled and seed must be >= 0 and num_processes >= 1, got "
+                         f"num_unlabeled={num_unlabeled}, seed={seed}, num_processes={num_processes}")
     raw_root = Path(raw_root)
     folder_name = f"Dataset{int(dataset_id):03d}_{name}"
     target = raw_root / folder_name
@@ -651,7 +646,7 @@ def write_nnunet_raw_dataset(raw_root: Path, dataset_id: int, name: str, num_lab
     jobs = [(case, s, config, str(dirs["imagesTr"] if i < num_labeled else dirs["imagesTs"]),
              str(dirs["labelsTr"]) if i < num_labeled else None)
             for i, (case, s) in enumerate(seeds.items())]
-    with tqdm(total=len(jobs), desc=f"{folder_name}", unit="case", disable=not progress) as bar:
+    with tqdm(total=len(jobs), desc=folder_name, unit="case", disable=not progress) as bar:
         if num_processes == 1:
             for job in jobs:
                 _write_case(job)

@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--spacing", type=float, nargs=3, metavar=("Z", "Y", "X"),
                         default=PhantomConfig().spacing,
                         help="voxel spacing in mm, slice axis first; default %(default)s")
-    parser.add_argument("--raw", type=Path, default=None,
+    parser.add_argument("--raw", type=Path, default=None, metavar="DIR",
                         help="nnU-Net raw folder to write into; default $nnUNet_raw")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     parser.add_argument("-np", "--num_processes", type=int, default=1, help="worker processes; default 1")

@@ -90,7 +90,8 @@ def tasks_from_folder(folder: Path) -> list[CaseTask]:
     return [CaseTask(f"{tag}_{file_stem(f)}", str(f), str(folder)) for f in files]
 
 
-def _reader_for(image_file: str):
+def reader_for(image_file: str):
+    """nnU-Net's reader/writer class for ``image_file``: by its ending, else the first reader that opens it."""
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_file_ending
 
     ending = next((s for s in IMAGE_SUFFIXES if image_file.endswith(s)), Path(image_file).suffix)
@@ -110,7 +111,7 @@ def prepare_case(task: CaseTask, output_folder: str, settings: ConfigurationSett
         return CaseResult(task.identifier, task.image_file, "skipped", reason)
 
     try:
-        reader = _reader_for(task.image_file)
+        reader = reader_for(task.image_file)
         image, properties = reader().read_images((task.image_file,))
     except Exception as e:  # any reader failure means an unreadable scan
         return skipped(f"cannot be read: {type(e).__name__}: {e}")

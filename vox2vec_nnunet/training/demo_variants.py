@@ -1,0 +1,70 @@
+"""Short-budget variants for CPU demos (the SPEC section 4 scale), one budget change each.
+
+The scaled-down model itself (FPN width and depth, patch, spacing) lives in the plans, written
+by ``vox2vec_nnunet_prepare_pretraining`` / ``vox2vec_nnunet_plan`` options; these classes change
+only how long and with what batch the trainers run. ``*_DemoLong`` run four times longer.
+"""
+from __future__ import annotations
+
+import torch
+
+from vox2vec_nnunet.training.pretraining import Vox2VecPretrainTrainer
+from vox2vec_nnunet.training.segmentation import Vox2VecTrainer_LinearProbe, Vox2VecTrainer_LinearProbe_RandomInit
+
+DEVICE = torch.device("cuda")
+
+
+class Vox2VecPretrainTrainer_Demo(Vox2VecPretrainTrainer):
+    """500 iterations of 4 volumes x 256 positions (paper: 100,000 of 10 x 1,000)."""
+
+    num_volumes = 4
+    num_positions = 256
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device: torch.device = DEVICE):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 10
+        self.num_iterations_per_epoch = 50
+        self.save_every = 1
+
+
+class Vox2VecPretrainTrainer_DemoLong(Vox2VecPretrainTrainer_Demo):
+    """2,000 iterations of 4 volumes x 256 positions."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device: torch.device = DEVICE):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 40
+
+
+class _DemoProbeBudget:
+    """500 iterations at learning rate 3e-3 (a short, fixed probe budget; SPEC section 4)."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device: torch.device = DEVICE):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 3e-3
+        self.num_epochs = 5
+        self.num_iterations_per_epoch = 100
+        self.num_val_iterations_per_epoch = 5
+
+
+class Vox2VecTrainer_LinearProbe_Demo(_DemoProbeBudget, Vox2VecTrainer_LinearProbe):
+    """Linear probe of a pre-trained FPN, demo budget."""
+
+
+class Vox2VecTrainer_LinearProbe_RandomInit_Demo(_DemoProbeBudget, Vox2VecTrainer_LinearProbe_RandomInit):
+    """Linear probe of a randomly initialised FPN, demo budget."""
+
+
+class _DemoLongProbeBudget(_DemoProbeBudget):
+    """2,000 iterations at learning rate 3e-3."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device: torch.device = DEVICE):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 20
+
+
+class Vox2VecTrainer_LinearProbe_DemoLong(_DemoLongProbeBudget, Vox2VecTrainer_LinearProbe):
+    """Linear probe of a pre-trained FPN, long demo budget."""
+
+
+class Vox2VecTrainer_LinearProbe_RandomInit_DemoLong(_DemoLongProbeBudget, Vox2VecTrainer_LinearProbe_RandomInit):
+    """Linear probe of a randomly initialised FPN, long demo budget."""
