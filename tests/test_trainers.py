@@ -1,0 +1,132 @@
+"""Trainer behaviour without a training run: probing freezes, the fine-tuning schedule, weights checks."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+
+from conftest import published_state_dict
+from vox2vec_nnunet.commands.import_weights import main as import_main
+from vox2vec_nnunet.errors import Vox2VecError
+from vox2vec_nnunet.network.segmentation import Vox2VecSegmentationNetwork
+from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer_FineTune,
+                                                  Vox2VecTrainer_LinearProbe, Vox2VecTrainer_NonLinearProbe,
+                                                  finetune_backbone_lr)
+from vox2vec_nnunet.weights import check_backbone_fits
+from vox2vec_nnunet_plans.builder import SEGMENTATION_CONFIGURATION, build_plans, default_settings
+
+DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1, "spleen": 2},
+                "numTraining": 4, "file_ending": ".nii.gz"}
+
+
+@pytest.fixture
+def make_trainer(tmp_path, monkeypatch):
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / name))
+    settings = default_settings(SEGMENTATION_CONFIGURATION).with_overrides(
+        patch_size=[8, 16, 16], batch_size=2, base_channels=4, num_levels=3)
+
+    def make(cls):
+        plans = build_plans("Dataset501_X", "Vox2VecPlans", {SEGMENTATION_CONFIGURATION: settings}, "SimpleITKIO",
+                            [0, 1, 2], 1, [2.0, 1.0, 1.0], [20, 40, 40])
+        plans["continue_training"] = False
+        trainer = cls(plans, SEGMENTATION_CONFIGURATION, 0, DATASET_JSON, torch.device("cpu"))
+        trainer.network = trainer.build_network_architecture(
+            trainer.plans_manager, trainer.configuration_manager, 1, 3, enable_deep_supervision=False)
+        trainer.optimizer, trainer.lr_scheduler = trainer.configure_optimizers()
+        return trainer
+
+    return make
+
+
+def test_paper_budget_and_optimiser(make_trainer):
+    trainer = make_trainer(Vox2VecTrainer)
+    assert trainer.total_iterations == 45_000
+    assert isinstance(trainer.optimizer, torch.optim.Adam)
+    assert trainer.optimizer.param_groups[0]["lr"] == 3e-4 and trainer.optimizer.param_groups[0]["weight_decay"] == 0
+    assert not trainer.enable_deep_supervision
+
+
+@pytest.mark.parametrize("cls, head_type", [(Vox2VecTrainer_LinearProbe, "FPNLinearHead"),
+                                            (Vox2VecTrainer_NonLinearProbe, "FPNNonLinearHead")])
+def test_probing_trains_the_head_and_only_the_head(make_trainer, cls, head_type):
+    trainer = make_trainer(cls)
+    network = trainer.network
+    assert type(network.decoder.seg_layers).__name__ == head_type
+    optimised = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert optimised == {id(p) for p in network.decoder.parameters()}
+    assert all(not p.requires_grad for p in network.backbone.parameters())
+    before = {k: v.clone() for k, v in network.backbone.state_dict().items()}
+    network.train()
+    network.backbone.eval()  # what on_train_epoch_start does
+    for _ in range(3):
+        trainer.optimizer.zero_grad()
+        network(torch.randn(2, 1, 8, 16, 16)).square().mean().backward()
+        assert all(p.grad is None for p in network.backbone.parameters())
+        assert all(p.grad is not None for p in network.decoder.parameters())
+        trainer.optimizer.step()
+    assert all(torch.equal(before[k], v) for k, v in network.backbone.state_dict().items())  # BN stats too
+    assert trainer.trainable_parameter_count() == sum(p.numel() for p in network.decoder.parameters())
+
+
+def test_finetune_schedule_follows_the_paper(make_trainer):
+    # paper Sect. 4.2: frozen for 15,000 of 45,000 batches, then 3e-5 -> 3e-4 exponentially over 1,200
+    assert finetune_backbone_lr(0, 15_000) == 0.0
+    assert finetune_backbone_lr(14_999, 15_000) == 0.0
+    assert finetune_backbone_lr(15_000, 15_000) == pytest.approx(3e-5)
+    assert finetune_backbone_lr(15_600, 15_000) == pytest.approx(3e-5 * math.sqrt(10))
+    assert finetune_backbone_lr(15_900, 15_000) == pytest.approx(3e-5 * 10 ** 0.75)
+    assert finetune_backbone_lr(16_200, 15_000) == pytest.approx(3e-4)
+    assert finetune_backbone_lr(44_999, 15_000) == pytest.approx(3e-4)
+    trainer = make_trainer(Vox2VecTrainer_FineTune)
+    assert trainer.freeze_iterations == 15_000
+    assert [round(trainer.backbone_lr(i), 12) for i in (0, 15_000, 15_300, 16_200)] == \
+        [0.0, 3e-5, round(3e-5 * 10 ** 0.25, 12), 3e-4]
+    groups = trainer.optimizer.param_groups
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in trainer.network.backbone.parameters()}
+    assert groups[0]["lr"] == 3e-4
+
+
+def test_import_published_weights_then_nnunet_loads_them(tmp_path, capsys):
+    state = published_state_dict(seed=1)
+    released = tmp_path / "vox2vec_fpn.pt"
+    torch.save(state, released)
+    out = tmp_path / "imported.pth"
+    assert import_main([str(released), "-o", str(out)]) == 0
+    assert "no missing or unexpected keys" in capsys.readouterr().out
+    network = Vox2VecSegmentationNetwork(1, 14, head="nonlinear")
+    load_pretrained_weights(network, str(out))  # nnU-Net's own -pretrained_weights loader
+    loaded = network.backbone.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+def test_import_refuses_what_is_not_a_released_fpn(tmp_path, capsys):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00not a checkpoint")
+    assert import_main([str(garbage), "-o", str(tmp_path / "o.pth")]) == 2
+    assert "weights_only=True" in capsys.readouterr().err
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"first_conv.weight": torch.zeros(1), "hook": print}, unsafe)
+    assert import_main([str(unsafe), "-o", str(tmp_path / "o.pth")]) == 2
+    assert "weights_only=True" in capsys.readouterr().err
+    partial = published_state_dict()
+    del partial["bottom_block.layers.0.layers.2.weight"]
+    partial["extra.weight"] = torch.zeros(1)
+    incomplete = tmp_path / "incomplete.pt"
+    torch.save(partial, incomplete)
+    assert import_main([str(incomplete), "-o", str(tmp_path / "o.pth")]) == 2
+    err = capsys.readouterr().err
+    assert "1 missing keys ['bottom_block.layers.0.layers.2.weight']" in err and "1 unexpected keys" in err
+    assert not (tmp_path / "o.pth").exists()
+
+
+def test_backbone_of_other_fpn_settings_is_named_with_the_fix():
+    small = Vox2VecSegmentationNetwork(1, 3, base_channels=4, num_levels=3).backbone.state_dict()
+    paper = Vox2VecSegmentationNetwork(1, 3, base_channels=8, num_levels=3).backbone.state_dict()
+    with pytest.raises(Vox2VecError, match="other shapes.*--base_channels"):
+        check_backbone_fits(small, paper, "ckpt.pth")
+    with pytest.raises(Vox2VecError, match="holds no vox2vec FPN backbone"):
+        check_backbone_fits(small, {}, "ckpt.pth")
