@@ -228,9 +228,10 @@ def load_fpn(path: Path) -> FPN3d:
 def feature_pyramid(fpn: FPN3d, volume: np.ndarray, device: torch.device) -> list[torch.Tensor]:
     """The FPN's levels for a whole volume (eval mode, no gradients), kept on ``device``.
 
-    The whole volume goes through the network at once, so activations of the full-resolution
-    level take several times ``16 x voxels x 4`` bytes: a large CT may need a GPU (or a
-    machine with tens of GB of RAM).
+    The whole volume goes through the network at once, so memory grows with the volume:
+    with the paper's FPN a 90 x 260 x 340 phantom (8 M voxels at 2 x 1 x 1 mm) peaked at
+    4.3 GB on the CPU, about 0.5 kB per voxel; a large CT (50 M voxels) needs a GPU with
+    that much memory or a machine with tens of GB of RAM.
     """
     fpn.eval().to(device)
     with torch.no_grad():
@@ -451,11 +452,12 @@ def save_png(path: Path, rgb: np.ndarray) -> None:
 
 @dataclass
 class EmbeddedImage:
-    """A preprocessed image with its feature pyramid, body mask and PCA level maps."""
+    """A preprocessed image with its feature pyramid, body mask and (once coloured) PCA level maps."""
 
     image: PreparedImage
     pyramid: list[torch.Tensor]
     body: np.ndarray
+    pca: PcaColours | None = None
     pca_maps: list[torch.Tensor] | None = None
 
     @classmethod
@@ -463,7 +465,8 @@ class EmbeddedImage:
         return cls(image, feature_pyramid(fpn, image.volume, device), body_mask(to_hounsfield(image.volume)))
 
     def colour_with(self, pca: PcaColours) -> None:
-        self.pca_maps = pca.level_maps(self.pyramid)
+        """Use ``pca`` for the colour panels (another image's PCA gives comparable colours)."""
+        self.pca, self.pca_maps = pca, pca.level_maps(self.pyramid)
 
     def patient_index(self, voxel: Sequence[int]) -> tuple[int, int, int]:
         return self.image.frame.to_patient(voxel, self.image.shape)
@@ -472,20 +475,22 @@ class EmbeddedImage:
         """The centre voxel (array order)."""
         return tuple(n // 2 for n in self.image.shape)
 
-    def picture(self, plane: str, voxel: Sequence[int], pca: PcaColours, window: tuple[float, float],
+    def picture(self, plane: str, voxel: Sequence[int], window: tuple[float, float],
                 similarity: np.ndarray | None = None, similarity_range: tuple[float, float] = (-1.0, 1.0),
                 marked: bool = False) -> np.ndarray:
         """The ``plane`` through ``voxel`` (array order): grey image | PCA colours [| similarity].
 
         PCA colours are computed for that slice's voxels only; voxels outside the body are black.
         """
+        if self.pca is None:
+            raise ValueError("choose the colours with colour_with() before drawing pictures")
         frame, shape = self.image.frame, self.image.shape
         fixed = PLANE_AXIS[plane]
         patient_index = self.patient_index(voxel)
         hounsfield = to_hounsfield(plane_slice(frame.view(self.image.volume), plane, patient_index[fixed]))
         axis = frame.permutation[fixed]  # the array axis the plane holds fixed
         grid = plane_grid(shape, axis, voxel[axis], self.pyramid[0].device)
-        colours = pca.colours(self.pca_maps, grid).cpu().numpy() * np.take(self.body, [voxel[axis]], axis=axis)
+        colours = self.pca.colours(self.pca_maps, grid).cpu().numpy() * np.take(self.body, [voxel[axis]], axis=axis)
         colours = plane_slice(np.moveaxis(frame.view(colours), 0, -1), plane, 0)  # the plane is that one slice
         panels = [Panel(grey_rgb(hounsfield, window), letters=True), Panel(unit_rgb(colours))]
         if similarity is not None:

@@ -8,8 +8,9 @@ Example::
 writes, for the middle axial, coronal and sagittal slices, the image beside its
 representations coloured by PCA; with ``--voxel``, the slices through that voxel with a third
 panel, the cosine similarity of every voxel to it; with ``--target``, the slices of the
-other image through its best-matching voxel. Conventions (orientation, level-by-level
-computation) are in :mod:`vox2vec_nnunet.embedding`.
+other image through its best-matching voxel, coloured with the query image's PCA (equal
+colours = similar representations). Conventions (orientation, level-by-level computation,
+memory) are in :mod:`vox2vec_nnunet.embedding`.
 """
 from __future__ import annotations
 
@@ -41,8 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="vox2vec_nnunet_embed",
         description="Look at the voxel representations of a vox2vec FPN (paper Sect. 3.2). The image is read with "
                     "nnU-Net's reader and preprocessed like the 3d_vox2vec configuration (resampled, HU window "
-                    "(-1350, 1000) -> [0, 1], slice axis first); the FPN runs over the whole volume at once, so a "
-                    "large CT may need a GPU. Pictures are shown in the patient frame whatever the file's "
+                    "(-1350, 1000) -> [0, 1], slice axis first); the FPN runs over the whole volume at once (about "
+                    "0.5 kB per voxel with the paper's FPN), so a large CT may need a GPU. Pictures are shown in the patient frame whatever the file's "
                     "direction: axial in radiological display (anterior up, patient right on the left), coronal "
                     "and sagittal with superior up (sagittal: anterior on the left), pixel aspect from the spacing.")
     p.add_argument("-i", "--image", type=Path, required=True, help="CT image (HU), any format nnU-Net reads")
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     stem = file_stem(args.image)
     for plane in PLANES:
         path = args.output / f"{stem}_{plane}.png"
-        save_png(path, embedded.picture(plane, embedded.middle(), pca, window))
+        save_png(path, embedded.picture(plane, embedded.middle(), window))
         written.append(path)
 
     summary: dict = {"image": str(args.image), "weights": str(args.weights), "spacing": list(image.spacing),
@@ -154,14 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         summary["voxel"] = {"index": list(voxel), "similarity_colour_range": colour_range}
         for plane in PLANES:
             path = args.output / f"{stem}_voxel_{'_'.join(map(str, voxel))}_{plane}.png"
-            save_png(path, embedded.picture(plane, voxel, pca, window, similarity, colour_range, marked=True))
+            save_png(path, embedded.picture(plane, voxel, window, similarity, colour_range, marked=True))
             written.append(path)
         if target is not None:
             start = time.perf_counter()
             other = EmbeddedImage.compute(target, fpn, device)
             other.colour_with(pca)  # the query image's colours: equal colours = similar representations
-            target_similarity = cosine_similarity_map(query, other.pyramid).cpu().numpy()
-            match, value = best_match(torch.from_numpy(target_similarity))
+            target_similarity = cosine_similarity_map(query, other.pyramid)
+            match, value = best_match(target_similarity)
+            target_similarity = target_similarity.cpu().numpy()
             print(f"{args.target}: preprocessed to {list(target.shape)} voxels "
                   f"({'; '.join(target.frame.describe())}); FPN {time.perf_counter() - start:.1f} s")
             print(f"Best match of voxel {list(voxel)} of {args.image} in {args.target}: voxel {list(match)} "
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             target_stem = file_stem(args.target)
             for plane in PLANES:
                 path = args.output / f"{target_stem}_match_{'_'.join(map(str, match))}_{plane}.png"
-                save_png(path, other.picture(plane, match, pca, window, target_similarity,
+                save_png(path, other.picture(plane, match, window, target_similarity,
                                              similarity_range(target_similarity), marked=True))
                 written.append(path)
             summary["target"] = {"image": str(args.target), "preprocessed_shape": list(target.shape),
