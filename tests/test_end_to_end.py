@@ -27,7 +27,7 @@ DATASET, PRETRAIN = 501, 900
 SPACING = ["10", "8", "8"]  # coarse phantoms: (18, 32, 42) voxels
 PATCH = ["8", "16", "16"]
 FPN = ["--base_channels", "4", "--num_levels", "3"]
-SEG = "Vox2VecTrainer_Test2epochs"
+SEG = "Vox2VecTrainer_Test"
 PRE = "Vox2VecPretrainTrainer_Test"
 
 
@@ -101,7 +101,7 @@ def test_find_best_configuration_ranks_the_vox2vec_model(ws):
 
 def test_wrong_plans_and_missing_weights_get_clear_messages(ws):
     result = run(["nnUNetv2_train", DATASET, "3d_vox2vec", "0", "-p", "Vox2VecPlans", "-device", "cpu",
-                  "-tr", "Vox2VecTrainer_LinearProbe_Test2epochs"], ws["env"], expect_ok=False)
+                  "-tr", "Vox2VecTrainer_LinearProbe_Test"], ws["env"], expect_ok=False)
     assert "no -pretrained_weights were given" in result.stderr and "Traceback" not in result.stderr
     bad = ws["root"] / "not_a_checkpoint.pth"
     bad.write_bytes(b"this is not a torch file")
@@ -149,7 +149,7 @@ def test_pretraining_is_interrupted_resumed_and_loads_into_a_probe(ws):
     assert (folder / "progress.png").stat().st_size > 0
     assert any(k.startswith("projector.") for k in final["network_weights"])
 
-    probe = "Vox2VecTrainer_LinearProbe_Test2epochs"
+    probe = "Vox2VecTrainer_LinearProbe_Test"
     run(["nnUNetv2_train", DATASET, "3d_vox2vec", "0", "-p", "Vox2VecPlans", "-tr", probe, "-device", "cpu",
          "-pretrained_weights", folder / "checkpoint_final.pth"], env)
     record = json.loads((seg_folder(ws, probe) / "fold_0" / "vox2vec_run.json").read_text())

@@ -8,7 +8,9 @@ import torch
 from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
 
 from conftest import published_state_dict
+from vox2vec_nnunet.commands.import_weights import import_fpn_state, reference_kernels_to_nnunet_layout
 from vox2vec_nnunet.commands.import_weights import main as import_main
+from vox2vec_nnunet.network.fpn import FPN3d
 from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.network.segmentation import Vox2VecSegmentationNetwork
 from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer_FineTune,
@@ -95,12 +97,29 @@ def test_import_published_weights_then_nnunet_loads_them(tmp_path, capsys):
     released = tmp_path / "vox2vec_fpn.pt"
     torch.save(state, released)
     out = tmp_path / "imported.pth"
-    assert import_main([str(released), "-o", str(out)]) == 0
+    assert import_main([str(released), "-o", str(out), "--axes", "as_is"]) == 0
     assert "no missing or unexpected keys" in capsys.readouterr().out
     network = Vox2VecSegmentationNetwork(1, 14, head="nonlinear")
     load_pretrained_weights(network, str(out))  # nnU-Net's own -pretrained_weights loader
     loaded = network.backbone.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+def test_imported_kernels_see_lps_slice_first_arrays_as_the_authors_saw_ras():
+    torch.manual_seed(0)
+    reference = FPN3d(1, base_channels=2, num_levels=3).eval()
+    for module in reference.modules():  # non-trivial BatchNorm statistics
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    converted, _ = import_fpn_state(reference.state_dict(), "released.pt")
+    ours = FPN3d(1, base_channels=2, num_levels=3).eval()
+    ours.load_state_dict({k[len("backbone."):]: v for k, v in reference_kernels_to_nnunet_layout(converted).items()})
+    ras = torch.randn(1, 1, 16, 12, 8)  # (x: to the right, y: to the front, z: up)
+    to_lps = lambda t: t.permute(0, 1, 4, 3, 2).flip(3, 4)  # noqa: E731  (z, y: to the back, x: to the left)
+    with torch.no_grad():
+        for theirs, mine in zip(reference(ras), ours(to_lps(ras))):
+            torch.testing.assert_close(mine, to_lps(theirs), rtol=1e-5, atol=1e-5)
 
 
 def test_import_refuses_what_is_not_a_released_fpn(tmp_path, capsys):

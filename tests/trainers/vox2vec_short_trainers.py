@@ -19,19 +19,19 @@ class _Short:
         self.num_val_iterations_per_epoch = 2
 
 
-class Vox2VecTrainer_Test2epochs(_Short, Vox2VecTrainer):
+class Vox2VecTrainer_Test(_Short, Vox2VecTrainer):
     pass
 
 
-class Vox2VecTrainer_LinearProbe_Test2epochs(_Short, Vox2VecTrainer_LinearProbe):
+class Vox2VecTrainer_LinearProbe_Test(_Short, Vox2VecTrainer_LinearProbe):
     pass
 
 
-class Vox2VecTrainer_LinearProbe_RandomInit_Test2epochs(_Short, Vox2VecTrainer_LinearProbe_RandomInit):
+class Vox2VecTrainer_LinearProbe_RandomInit_Test(_Short, Vox2VecTrainer_LinearProbe_RandomInit):
     pass
 
 
-class Vox2VecTrainer_FineTune_Test2epochs(_Short, Vox2VecTrainer_FineTune):
+class Vox2VecTrainer_FineTune_Test(_Short, Vox2VecTrainer_FineTune):
     pass
 
 

@@ -1,9 +1,18 @@
 """``vox2vec_nnunet_import_weights``: the authors' released FPN weights -> a ``-pretrained_weights`` file.
 
 The released checkpoint is a plain state dict of the FPN (340 entries; names in
-``shared/reference/vox2vec_fpn3d_state_dict.tsv``). Our network keeps those names under
+``tests/data/vox2vec_fpn3d_state_dict.tsv``). Our network keeps those names under
 ``backbone.``, so importing is a prefix and a check, written as an nnU-Net-style checkpoint
 (``{"network_weights": ...}``) that ``nnUNetv2_train -pretrained_weights`` accepts.
+
+Axis layout. The authors trained on arrays in RAS+ orientation with axes (x, y, z), slice axis
+last. nnU-Net hands the network arrays in file index order with the slice axis first; for CT
+stored with SimpleITK's usual LPS orientation that is (z, y, x) with x towards the patient's
+left and y towards the back. ``--axes reference`` (the default) converts every 3x3x3 kernel to
+that layout: axes reversed, then the y and x taps mirrored. For inputs whose sizes are multiples
+of 2^(levels-1) the converted FPN on an LPS (z, y, x) array gives exactly the released FPN's
+features on the same image in RAS (x, y, z) (a test checks it); at other sizes only the one-voxel
+crop after upsampling falls on the other side. ``--axes as_is`` copies the kernels unchanged.
 """
 from __future__ import annotations
 
@@ -26,6 +35,12 @@ def infer_fpn(state: dict[str, torch.Tensor], path: Path) -> FPN3d:
     base_channels, in_channels = state["first_conv.weight"].shape[:2]
     levels = 1 + len({k.split(".")[1] for k in state if k.startswith("left_blocks.")})
     return FPN3d(in_channels=in_channels, base_channels=base_channels, num_levels=levels)
+
+
+def reference_kernels_to_nnunet_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """RAS (x, y, z) kernels -> LPS (z, y, x) kernels: reverse the spatial axes, mirror y and x."""
+    return {k: v.permute(0, 1, 4, 3, 2).flip(3, 4).contiguous() if v.ndim == 5 and max(v.shape[2:]) > 1 else v
+            for k, v in state.items()}
 
 
 def import_fpn_state(state: dict[str, torch.Tensor], path: Path) -> tuple[dict[str, torch.Tensor], FPN3d]:
@@ -54,15 +69,20 @@ def main(argv: list[str] | None = None) -> int:
                                             "torch.load(weights_only=True).")
     p.add_argument("file", type=Path, help="the released FPN state dict (.pt/.pth)")
     p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint to write (.pth)")
+    p.add_argument("--axes", choices=("reference", "as_is"), default="reference",
+                   help="reference: convert the authors' RAS (x, y, z) kernels to nnU-Net's slice-first LPS (z, y, x) "
+                        "layout; as_is: keep them (default: %(default)s)")
     args = p.parse_args(argv)
     state = network_weights(load_weights_file(args.file), args.file)
     weights, fpn = import_fpn_state(state, args.file)
+    if args.axes == "reference":
+        weights = reference_kernels_to_nnunet_layout(weights)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = {"network_weights": weights,
-                  "vox2vec": {"source": str(args.file), "base_channels": fpn.base_channels,
+                  "vox2vec": {"source": str(args.file), "axes": args.axes, "base_channels": fpn.base_channels,
                               "num_levels": fpn.num_levels, "in_channels": fpn.in_channels}}
     write_atomically(args.output, lambda tmp: torch.save(checkpoint, tmp))
-    print(f"Imported {len(weights)} tensors (FPN: {fpn.base_channels} base channels, {fpn.num_levels} levels, "
+    print(f"Imported {len(weights)} tensors, kernels {'converted from RAS (x, y, z) to (z, y, x)' if args.axes == 'reference' else 'as they are'} (FPN: {fpn.base_channels} base channels, {fpn.num_levels} levels, "
           f"{sum(v.numel() for k, v in weights.items() if not k.endswith('num_batches_tracked')):,} values); "
           f"no missing or unexpected keys.\nWrote {args.output}\nUse it with: nnUNetv2_train DATASET 3d_vox2vec FOLD "
           f"-p Vox2VecPlans -tr Vox2VecTrainer_NonLinearProbe -pretrained_weights {args.output}")
