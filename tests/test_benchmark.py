@@ -296,7 +296,7 @@ def test_train_command_and_weights(tmp_path: Path) -> None:
     assert "-pretrained_weights" not in train_command(
         "nnUNetv2_train", DATASET, layout, random_probe, Action.TRAIN, weights, None)
 
-    with pytest.raises(ValueError, match="linear_probe start from the pre-trained FPN"):
+    with pytest.raises(ValueError, match="start from the pre-trained FPN: linear_probe;"):
         check_weights([SETUPS["scratch"], SETUPS["linear_probe"]], None)
     with pytest.raises(ValueError, match="no such file"):
         check_weights([SETUPS["finetune"]], weights)

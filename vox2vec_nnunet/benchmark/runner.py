@@ -64,9 +64,9 @@ def check_weights(setups: Sequence[Setup], pretrained_weights: Path | None) -> N
     """Refuse early (``ValueError``) when a setup needs weights and none, or no file, is given."""
     needing = [s.name for s in setups if s.needs_weights]
     if needing and pretrained_weights is None:
-        raise ValueError(f"setups {', '.join(needing)} start from the pre-trained FPN: pass "
-                         f"--pretrained_weights FILE (an nnU-Net style checkpoint, see "
-                         f"vox2vec_nnunet_import_weights), or leave these setups out with --setups")
+        raise ValueError(f"these setups start from the pre-trained FPN: {', '.join(needing)}; "
+                         f"pass --pretrained_weights FILE (an nnU-Net style checkpoint, see "
+                         f"vox2vec_nnunet_import_weights), or leave them out with --setups")
     if needing and not pretrained_weights.is_file():
         raise ValueError(f"--pretrained_weights {pretrained_weights}: no such file")
 

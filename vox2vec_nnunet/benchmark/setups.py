@@ -10,7 +10,7 @@ shows — these trainers are it).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 PRETRAINED = "pretrained"
 RANDOM_INIT = "random_init"
@@ -47,13 +47,18 @@ SETUPS: dict[str, Setup] = {s.name: s for s in (
 )}
 
 
-def resolve_setups(names: Sequence[str]) -> list[Setup]:
+def resolve_setups(names: Sequence[str], trainer_variant: str | None = None) -> list[Setup]:
     """The setups called ``names``, in the given order (duplicates dropped).
 
-    Raises ``ValueError`` naming the unknown setup and listing the known ones.
+    ``trainer_variant`` selects budget variants of the trainers, nnU-Net style: ``Demo`` runs
+    ``Vox2VecTrainer_LinearProbe_Demo`` instead of ``Vox2VecTrainer_LinearProbe``. Raises
+    ``ValueError`` naming the unknown setup and listing the known ones.
     """
     unknown = [n for n in names if n not in SETUPS]
     if unknown:
         raise ValueError(f"unknown setup {', '.join(repr(n) for n in unknown)}; "
                          f"known setups: {', '.join(SETUPS)}")
-    return [SETUPS[n] for n in dict.fromkeys(names)]
+    setups = [SETUPS[n] for n in dict.fromkeys(names)]
+    if trainer_variant:
+        setups = [replace(s, trainer=f"{s.trainer}_{trainer_variant}") for s in setups]
+    return setups

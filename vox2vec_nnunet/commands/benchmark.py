@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-c", dest="configuration", default="3d_vox2vec", help="configuration")
     p.add_argument("--setups", nargs="+", default=list(SETUPS),
                    help=f"evaluation setups (default: all): {', '.join(SETUPS)}")
+    p.add_argument("--trainer_variant", metavar="SUFFIX",
+                   help="use the trainers' budget variants NAME_SUFFIX (e.g. Demo, DemoLong; default: the "
+                        "paper's budget)")
     p.add_argument("--folds", type=int, default=5,
                    help="number of cross-validation folds K (default 5; the paper uses 3 on MSD)")
     p.add_argument("--fold_ids", nargs="+", type=int,
@@ -98,7 +101,7 @@ def _labels(dataset: str, candidates: Sequence[Path]) -> dict[str, str]:
             except json.JSONDecodeError as e:
                 raise Vox2VecError(f"{path} is not valid JSON: {e}") from e
     raise Vox2VecError(f"no dataset.json for {dataset} (looked at "
-                     f"{', '.join(map(str, candidates))}); label names come from it")
+                       f"{', '.join(map(str, candidates))}); label names come from it")
 
 
 def _collect_rows(layout: ResultsLayout, setups: Sequence[Setup], folds: Sequence[int],
@@ -202,7 +205,7 @@ def _run_missing(args: argparse.Namespace, setups: Sequence[Setup], fold_ids: Se
 
 
 def _main(args: argparse.Namespace) -> int:
-    setups = resolve_setups(args.setups)
+    setups = resolve_setups(args.setups, args.trainer_variant)
     if args.labeled and min(args.labeled) < 1:
         raise Vox2VecError("--labeled: numbers of labeled cases must be >= 1")
     if args.overwrite_splits and not args.run:

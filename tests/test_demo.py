@@ -1,0 +1,38 @@
+"""The demo command end to end, with the test trainers' tiny budgets (the real one takes ~20 min)."""
+from __future__ import annotations
+
+import csv
+import os
+
+import pytest
+from PIL import Image
+
+from nnunet_cli import TEST_TRAINERS
+from vox2vec_nnunet.commands.demo import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("nnUNet_extTrainer", str(TEST_TRAINERS))
+    monkeypatch.setenv("nnUNet_compile", "false")
+    workspace = tmp_path / "demo"
+    args = ["-o", str(workspace), "--labeled", "4", "--unlabeled", "1", "--folds", "2", "--trainer_variant", "Test",
+            "-np", "1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for step in ("1/5", "2/5", "3/5", "4/5", "5/5"):
+        assert f"== {step}" in out
+    assert "random baseline" in out and "Settings:" in out
+    table = workspace / "benchmark" / "dice_table.csv"
+    rows = {row["setup"]: row for row in csv.DictReader(table.open())}
+    assert set(rows) == {"linear_probe", "linear_probe_random"}
+    for row in rows.values():
+        assert 0.0 <= float(row["mean_dice_mean"]) <= 1.0 and int(row["num_folds"]) == 2
+    assert rows["linear_probe"]["backbone_source"] == "pretrained"
+    assert rows["linear_probe_random"]["backbone_source"] == "random_init"
+    with Image.open(workspace / "benchmark" / "dice_vs_parameters.png") as figure:
+        assert figure.size[0] > 300 and figure.size[1] > 200
+    assert main(args) == 0  # a second run finds every step done
+    again = capsys.readouterr().out
+    assert "already there" in again and "already pre-trained" in again
