@@ -9,12 +9,12 @@ Example::
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from vox2vec_nnunet.commands.settings_options import add_settings_options, settings_from_options
 from vox2vec_nnunet.errors import Vox2VecError, command
 from vox2vec_nnunet.nnunet_env import dataset_name, require_path_variable
-from vox2vec_nnunet_plans.builder import DEFAULT_PLANS_NAME, SEGMENTATION_CONFIGURATION, default_settings
+from vox2vec_nnunet_plans.builder import SEGMENTATION_CONFIGURATION, default_settings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -25,16 +25,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "(-1350, 1000) -> [0, 1]) for nnU-Net datasets and preprocess them with nnU-Net's own "
                     "preprocessor. Spatial options are slice axis first.")
     p.add_argument("-d", "--dataset", nargs="+", required=True, help="dataset IDs or names")
-    p.add_argument("-p", "--plans_name", default=DEFAULT_PLANS_NAME, help="plans identifier (default: %(default)s)")
-    p.add_argument("--spacing", nargs=3, type=float, metavar=("SLICE", "INPLANE", "INPLANE"),
-                   help=f"target spacing in mm (default: {list(defaults.spacing)})")
-    p.add_argument("--patch_size", nargs=3, type=int, metavar=("SLICE", "INPLANE", "INPLANE"),
-                   help=f"patch size in voxels (default: {list(defaults.patch_size)})")
-    p.add_argument("--batch_size", type=int, help=f"batch size (default: {defaults.batch_size})")
-    p.add_argument("--base_channels", type=int, help=f"FPN base channels (default: {defaults.base_channels})")
-    p.add_argument("--num_levels", type=int, help=f"FPN levels (default: {defaults.num_levels})")
-    p.add_argument("-np", "--num_processes", type=int, default=max(1, (os.cpu_count() or 2) // 2),
-                   help="processes for fingerprinting and preprocessing (default: %(default)s)")
+    add_settings_options(p, defaults, batch_size=True)
     p.add_argument("--no_preprocess", action="store_true", help="only write the plans")
     return p.parse_args(argv)
 
@@ -65,8 +56,7 @@ def plan_dataset(dataset: str, args: argparse.Namespace) -> None:
     if not (preprocessed / "dataset_fingerprint.json").is_file():
         print(f"[{name}] extracting nnU-Net's dataset fingerprint")
         extract_fingerprints([int(name[7:10])], num_processes=args.num_processes, check_dataset_integrity=True)
-    settings = default_settings(SEGMENTATION_CONFIGURATION).with_overrides(
-        args.spacing, args.patch_size, args.batch_size, args.base_channels, args.num_levels)
+    settings = settings_from_options(default_settings(SEGMENTATION_CONFIGURATION), args)
     planner = Vox2VecPlanner(name, plans_name=args.plans_name, settings=settings)
     planner.plan_experiment()
     print(f"[{name}] wrote {preprocessed / (args.plans_name + '.json')}: configuration {SEGMENTATION_CONFIGURATION}, "

@@ -8,15 +8,15 @@ Example::
 from __future__ import annotations
 
 import argparse
-import os
 from collections import Counter
 from pathlib import Path
 
+from vox2vec_nnunet.commands.settings_options import add_settings_options, settings_from_options
 from vox2vec_nnunet.errors import Vox2VecError, command
 from vox2vec_nnunet.nnunet_env import dataset_name, require_path_variable
 from vox2vec_nnunet.pretraining.prepare import (prepare_pretraining_dataset, tasks_from_folder,
                                                 tasks_from_raw_dataset, unique_tasks, write_dataset_files)
-from vox2vec_nnunet_plans.builder import DEFAULT_PLANS_NAME, PRETRAINING_CONFIGURATION, default_settings
+from vox2vec_nnunet_plans.builder import PRETRAINING_CONFIGURATION, default_settings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,15 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--folders", nargs="*", type=Path, default=[], help="plain folders of CT image files (HU)")
     p.add_argument("-o", "--output_id", type=int, required=True, help="ID of the pre-training dataset to write")
     p.add_argument("--name", default="Vox2VecPretraining", help="its name (default: %(default)s)")
-    p.add_argument("-p", "--plans_name", default=DEFAULT_PLANS_NAME, help="plans identifier (default: %(default)s)")
-    p.add_argument("--spacing", nargs=3, type=float, metavar=("SLICE", "INPLANE", "INPLANE"),
-                   help=f"target spacing in mm (default: {list(defaults.spacing)})")
-    p.add_argument("--patch_size", nargs=3, type=int, metavar=("SLICE", "INPLANE", "INPLANE"),
-                   help=f"pre-training patch in voxels (default: {list(defaults.patch_size)})")
-    p.add_argument("--base_channels", type=int, help=f"FPN base channels (default: {defaults.base_channels})")
-    p.add_argument("--num_levels", type=int, help=f"FPN levels (default: {defaults.num_levels})")
-    p.add_argument("-np", "--num_processes", type=int, default=max(1, (os.cpu_count() or 2) // 2),
-                   help="parallel processes (default: %(default)s)")
+    add_settings_options(p, defaults, batch_size=False)
     return p.parse_args(argv)
 
 
@@ -59,8 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.datasets and not args.folders:
         raise Vox2VecError("give at least one source: -d DATASET_ID ... and/or --folders DIR ...")
-    settings = default_settings(PRETRAINING_CONFIGURATION).with_overrides(
-        args.spacing, args.patch_size, None, args.base_channels, args.num_levels)
+    settings = settings_from_options(default_settings(PRETRAINING_CONFIGURATION), args)
     raw_root, preprocessed_root = require_path_variable("nnUNet_raw"), require_path_variable("nnUNet_preprocessed")
     name = output_dataset_name(args.output_id, args.name)
     tasks = [t for d in args.datasets for t in tasks_from_raw_dataset(raw_root / dataset_name(d))]

@@ -32,8 +32,8 @@ def pretrained_weights_argument() -> str | None:
     return None
 
 
-def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 def state_checksum(module: nn.Module) -> torch.Tensor:

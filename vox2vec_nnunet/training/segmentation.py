@@ -122,18 +122,23 @@ class Vox2VecTrainer(nnUNetTrainer):
 
     def on_train_start(self) -> None:
         super().on_train_start()
-        self.backbone_source = self._find_backbone_source()
+        record_file = Path(self.output_folder) / RUN_RECORD
+        previous = json.loads(record_file.read_text()) if self._resumed and record_file.is_file() else None
+        if previous is not None:  # --c: the backbone's origin was decided when the run started
+            self.backbone_source, weights = previous["backbone_source"], previous["pretrained_weights"]
+        else:
+            changed = not torch.equal(state_checksum(self.backbone), self._initial_backbone_checksum)
+            self.backbone_source, weights = ("pretrained" if changed else "random_init"), pretrained_weights_argument()
         if self.required_backbone is not None and self.backbone_source != self.required_backbone:
             raise Vox2VecError(
                 f"{type(self).__name__} trains on a pre-trained backbone, but no -pretrained_weights were given "
                 f"(the backbone is randomly initialised). Pass -pretrained_weights CHECKPOINT (from "
                 f"Vox2VecPretrainTrainer or vox2vec_nnunet_import_weights), or use "
                 f"{type(self).__name__}_RandomInit for the random-FPN baseline.")
-        weights = pretrained_weights_argument()
         described = {"pretrained": f"PRE-TRAINED weights ({weights or 'loaded before training'})",
                      "random_init": "RANDOM INITIALISATION (no pre-trained weights)"}[self.backbone_source]
         self.print_to_log_file(
-            f"vox2vec: backbone from {described}; {count_parameters(self.network, trainable_only=True):,} of "
+            f"vox2vec: backbone from {described}; {self.trainable_parameter_count():,} of "
             f"{count_parameters(self.network):,} parameters trainable; {self.total_iterations:,} iterations of "
             f"batch {self.batch_size}, Adam lr {self.initial_lr}")
         if self.local_rank == 0:
@@ -141,14 +146,7 @@ class Vox2VecTrainer(nnUNetTrainer):
                       "pretrained_weights": weights, "trainable_parameters": self.trainable_parameter_count(),
                       "total_parameters": count_parameters(self.network), "num_iterations": self.total_iterations,
                       "batch_size": self.batch_size}
-            (Path(self.output_folder) / RUN_RECORD).write_text(json.dumps(record, indent=2))
-
-    def _find_backbone_source(self) -> BackboneSource:
-        record = Path(self.output_folder) / RUN_RECORD
-        if self._resumed and record.is_file():
-            return json.loads(record.read_text())["backbone_source"]
-        changed = not torch.equal(state_checksum(self.backbone), self._initial_backbone_checksum)
-        return "pretrained" if changed else "random_init"
+            record_file.write_text(json.dumps(record, indent=2))
 
     def trainable_parameter_count(self) -> int:
         """Parameters the optimiser updates over the run (the x axis of the paper's Fig. 2)."""
