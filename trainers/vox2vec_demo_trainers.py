@@ -3,8 +3,11 @@ from vox2vec_nnunet.training.demo_variants import (Vox2VecPretrainTrainer_Demo, 
                                                    Vox2VecTrainer_LinearProbe_Demo,
                                                    Vox2VecTrainer_LinearProbe_DemoLong,
                                                    Vox2VecTrainer_LinearProbe_RandomInit_Demo,
-                                                   Vox2VecTrainer_LinearProbe_RandomInit_DemoLong)
+                                                   Vox2VecTrainer_LinearProbe_RandomInit_DemoLong,
+                                                   Vox2VecTrainer_LinearProbe_RandomInitBN_Demo,
+                                                   Vox2VecTrainer_LinearProbe_RandomInitBN_DemoLong)
 
 __all__ = ["Vox2VecPretrainTrainer_Demo", "Vox2VecPretrainTrainer_DemoLong", "Vox2VecTrainer_LinearProbe_Demo",
            "Vox2VecTrainer_LinearProbe_DemoLong", "Vox2VecTrainer_LinearProbe_RandomInit_Demo",
-           "Vox2VecTrainer_LinearProbe_RandomInit_DemoLong"]
+           "Vox2VecTrainer_LinearProbe_RandomInit_DemoLong", "Vox2VecTrainer_LinearProbe_RandomInitBN_Demo",
+           "Vox2VecTrainer_LinearProbe_RandomInitBN_DemoLong"]

@@ -10,13 +10,18 @@ from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer
 
 
 class _Short:
-    """Two epochs of three iterations, two validation iterations."""
+    """Two epochs of three iterations, two validation iterations, no test-time mirroring."""
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = 2
         self.num_iterations_per_epoch = 3
         self.num_val_iterations_per_epoch = 2
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        configuration = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        self.inference_allowed_mirroring_axes = None
+        return configuration
 
 
 class Vox2VecTrainer_Test(_Short, Vox2VecTrainer):

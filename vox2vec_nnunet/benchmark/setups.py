@@ -44,6 +44,10 @@ SETUPS: dict[str, Setup] = {s.name: s for s in (
           "linear probing, random FPN", random_baseline=True),
     Setup("nonlinear_probe_random", "Vox2VecTrainer_NonLinearProbe_RandomInit", False,
           "non-linear probing, random FPN", random_baseline=True),
+    Setup("linear_probe_random_bn", "Vox2VecTrainer_LinearProbe_RandomInitBN", False,
+          "linear probing, random FPN, BN re-estimated", random_baseline=True),
+    Setup("nonlinear_probe_random_bn", "Vox2VecTrainer_NonLinearProbe_RandomInitBN", False,
+          "non-linear probing, random FPN, BN re-estimated", random_baseline=True),
 )}
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 from vox2vec_nnunet.training.pretraining import Vox2VecPretrainTrainer
-from vox2vec_nnunet.training.segmentation import Vox2VecTrainer_LinearProbe, Vox2VecTrainer_LinearProbe_RandomInit
+from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer_LinearProbe, Vox2VecTrainer_LinearProbe_RandomInit,
+                                                  Vox2VecTrainer_LinearProbe_RandomInitBN)
 
 DEVICE = torch.device("cuda")
 
@@ -63,6 +64,10 @@ class Vox2VecTrainer_LinearProbe_RandomInit_Demo(_DemoProbeBudget, Vox2VecTraine
     """Linear probe of a randomly initialised FPN, demo budget."""
 
 
+class Vox2VecTrainer_LinearProbe_RandomInitBN_Demo(_DemoProbeBudget, Vox2VecTrainer_LinearProbe_RandomInitBN):
+    """Linear probe of a random FPN with re-estimated BatchNorm statistics, demo budget."""
+
+
 class _DemoLongProbeBudget(_DemoProbeBudget):
     """2,000 iterations at learning rate 3e-3."""
 
@@ -77,3 +82,7 @@ class Vox2VecTrainer_LinearProbe_DemoLong(_DemoLongProbeBudget, Vox2VecTrainer_L
 
 class Vox2VecTrainer_LinearProbe_RandomInit_DemoLong(_DemoLongProbeBudget, Vox2VecTrainer_LinearProbe_RandomInit):
     """Linear probe of a randomly initialised FPN, long demo budget."""
+
+
+class Vox2VecTrainer_LinearProbe_RandomInitBN_DemoLong(_DemoLongProbeBudget, Vox2VecTrainer_LinearProbe_RandomInitBN):
+    """Linear probe of a random FPN with re-estimated BatchNorm statistics, long demo budget."""
