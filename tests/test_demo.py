@@ -26,11 +26,11 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, capsys):
     assert "random baseline" in out and "Settings:" in out
     table = workspace / "benchmark" / "dice_table.csv"
     rows = {row["setup"]: row for row in csv.DictReader(table.open())}
-    assert set(rows) == {"linear_probe", "linear_probe_random"}
+    assert set(rows) == {"linear_probe", "linear_probe_random_bn"}
     for row in rows.values():
         assert 0.0 <= float(row["mean_dice_mean"]) <= 1.0 and int(row["num_folds"]) == 2
     assert rows["linear_probe"]["backbone_source"] == "pretrained"
-    assert rows["linear_probe_random"]["backbone_source"] == "random_init"
+    assert rows["linear_probe_random_bn"]["backbone_source"] == "random_init"
     with Image.open(workspace / "benchmark" / "dice_vs_parameters.png") as figure:
         assert figure.size[0] > 300 and figure.size[1] > 200
     assert main(args) == 0  # a second run finds every step done

@@ -149,3 +149,19 @@ def test_backbone_of_other_fpn_settings_is_named_with_the_fix():
         check_backbone_fits(small, paper, "ckpt.pth")
     with pytest.raises(Vox2VecError, match="holds no vox2vec FPN backbone"):
         check_backbone_fits(small, {}, "ckpt.pth")
+
+
+def test_batchnorm_reestimation_changes_statistics_only():
+    from vox2vec_nnunet.training.segmentation import reestimate_batchnorm
+
+    torch.manual_seed(0)
+    backbone = FPN3d(1, base_channels=2, num_levels=3)
+    weights = {k: v.clone() for k, v in backbone.state_dict().items() if "running" not in k and "num_batches" not in k}
+    batches = [torch.rand(2, 1, 8, 16, 16) * 5 + 3 for _ in range(3)]
+    reestimate_batchnorm(backbone, batches)
+    assert not backbone.training
+    first = backbone.left_blocks[0].layers[0].layers[0]
+    features = backbone.first_conv(torch.cat(batches).contiguous(memory_format=torch.channels_last_3d))
+    torch.testing.assert_close(first.running_mean, features.mean(dim=(0, 2, 3, 4)), rtol=1e-4, atol=1e-5)
+    assert first.momentum == 0.1
+    assert all(torch.equal(backbone.state_dict()[k], v) for k, v in weights.items())

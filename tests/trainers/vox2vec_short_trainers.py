@@ -6,7 +6,8 @@ import torch
 
 from vox2vec_nnunet.training.pretraining import Vox2VecPretrainTrainer
 from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer_FineTune,
-                                                  Vox2VecTrainer_LinearProbe, Vox2VecTrainer_LinearProbe_RandomInit)
+                                                  Vox2VecTrainer_LinearProbe, Vox2VecTrainer_LinearProbe_RandomInit,
+                                                  Vox2VecTrainer_LinearProbe_RandomInitBN)
 
 
 class _Short:
@@ -33,6 +34,10 @@ class Vox2VecTrainer_LinearProbe_Test(_Short, Vox2VecTrainer_LinearProbe):
 
 
 class Vox2VecTrainer_LinearProbe_RandomInit_Test(_Short, Vox2VecTrainer_LinearProbe_RandomInit):
+    pass
+
+
+class Vox2VecTrainer_LinearProbe_RandomInitBN_Test(_Short, Vox2VecTrainer_LinearProbe_RandomInitBN):
     pass
 
 

@@ -106,7 +106,7 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
     """vox2vec pre-training (paper Sect. 3, 4.1); see the module docstring."""
 
     num_volumes: int = 10
-    """n: different volumes per iteration (paper Sect. 3.1)."""
+    """n: different volumes per iteration (paper Sect. 3.1); under DDP split over the ranks."""
     num_positions: int = 1000
     """m: positive pairs per volume (paper Sect. 3.1)."""
     temperature: float = 0.1
@@ -148,7 +148,12 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
         pass  # no segmentation head
 
     def _set_batch_size_and_oversample(self) -> None:
-        self.batch_size = self.num_volumes
+        ranks = torch.distributed.get_world_size() if self.is_ddp else 1
+        if self.num_volumes % ranks:
+            raise Vox2VecError(f"num_volumes={self.num_volumes} volumes per iteration cannot be split evenly over "
+                               f"{ranks} GPUs; use a number of GPUs that divides it or a variant with another "
+                               f"num_volumes")
+        self.batch_size = self.num_volumes // ranks  # volumes per rank; the loss sees all of them
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
@@ -159,7 +164,7 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
         dataset = self.dataset_class(self.preprocessed_dataset_folder, keys)
         patch_size = self.configuration_manager.patch_size
         workers = get_allowed_n_proc_DA()
-        loader = Vox2VecPairDataLoader(dataset, self.num_volumes, self.num_positions, patch_size,
+        loader = Vox2VecPairDataLoader(dataset, self.batch_size, self.num_positions, patch_size,
                                        num_threads_in_multithreaded=max(1, workers))
         transform = None if self.device.type == "cuda" else AugmentInWorkers(self.augmentation)
         if workers == 0:
