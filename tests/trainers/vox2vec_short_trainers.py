@@ -4,13 +4,14 @@ nnU-Net finds them when this folder is listed in ``nnUNet_extTrainer`` after the
 """
 import torch
 
+from vox2vec_nnunet.training.common import NoTestTimeMirroring
 from vox2vec_nnunet.training.pretraining import Vox2VecPretrainTrainer
 from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer_FineTune,
                                                   Vox2VecTrainer_LinearProbe, Vox2VecTrainer_LinearProbe_RandomInit,
                                                   Vox2VecTrainer_LinearProbe_RandomInitBN)
 
 
-class _Short:
+class _Short(NoTestTimeMirroring):
     """Two epochs of three iterations, two validation iterations, no test-time mirroring."""
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
@@ -18,11 +19,6 @@ class _Short:
         self.num_epochs = 2
         self.num_iterations_per_epoch = 3
         self.num_val_iterations_per_epoch = 2
-
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        configuration = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        self.inference_allowed_mirroring_axes = None
-        return configuration
 
 
 class Vox2VecTrainer_Test(_Short, Vox2VecTrainer):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from vox2vec_nnunet.training.common import NoTestTimeMirroring
 from vox2vec_nnunet.training.pretraining import Vox2VecPretrainTrainer
 from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer_LinearProbe, Vox2VecTrainer_LinearProbe_RandomInit,
                                                   Vox2VecTrainer_LinearProbe_RandomInitBN)
@@ -36,12 +37,9 @@ class Vox2VecPretrainTrainer_DemoLong(Vox2VecPretrainTrainer_Demo):
         self.num_epochs = 40
 
 
-class _DemoProbeBudget:
-    """500 iterations at learning rate 3e-3 (a short, fixed probe budget; SPEC section 4).
-
-    Validation predicts without test-time mirroring (8x fewer forward passes on the CPU);
-    training keeps nnU-Net's mirroring augmentation.
-    """
+class _DemoProbeBudget(NoTestTimeMirroring):
+    """500 iterations at learning rate 3e-3 (a short, fixed probe budget; SPEC section 4),
+    validated without test-time mirroring."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device: torch.device = DEVICE):
         super().__init__(plans, configuration, fold, dataset_json, device)
@@ -49,11 +47,6 @@ class _DemoProbeBudget:
         self.num_epochs = 5
         self.num_iterations_per_epoch = 100
         self.num_val_iterations_per_epoch = 5
-
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        configuration = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        self.inference_allowed_mirroring_axes = None
-        return configuration
 
 
 class Vox2VecTrainer_LinearProbe_Demo(_DemoProbeBudget, Vox2VecTrainer_LinearProbe):
