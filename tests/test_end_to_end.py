@@ -159,5 +159,5 @@ def test_pretraining_is_interrupted_resumed_and_loads_into_a_probe(ws):
                         weights_only=False)["network_weights"]
     backbone = {k: v for k, v in final["network_weights"].items() if k.startswith("backbone.")}
     assert backbone and all(torch.equal(probed[k], v) for k, v in backbone.items())
-    log = next((seg_folder(ws, probe) / "fold_0").glob("training_log_*.txt")).read_text()
+    log = sorted((seg_folder(ws, probe) / "fold_0").glob("training_log_*.txt"))[-1].read_text()  # newest run
     assert "backbone from PRE-TRAINED weights" in log
