@@ -204,7 +204,8 @@ def write_dataset_files(raw_folder: Path, preprocessed_folder: Path, plans_name:
     identifiers = sorted(nnUNetDatasetBlosc2.get_identifiers(str(data_folder)))
     if not identifiers:
         raise Vox2VecError(f"no usable case was prepared into {data_folder}; see the skipped cases above")
-    shapes = np.array([nnUNetDatasetBlosc2(str(data_folder), [i]).load_case(i)[0].shape[1:] for i in identifiers])
+    dataset = nnUNetDatasetBlosc2(str(data_folder), identifiers)
+    shapes = np.array([dataset.load_case(i)[0].shape[1:] for i in identifiers])
     median_shape = np.median(shapes, 0)
     dataset_json = {
         "name": raw_folder.name, "channel_names": {"0": "CT"}, "labels": {"background": 0, "body": 1},
