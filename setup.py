@@ -8,7 +8,7 @@ Two folders outside the package are installed as packages of their own, so that 
 * ``plans/`` -> ``vox2vec_nnunet_plans``: the plans side (the FPN architecture swap and the
   plan templates).
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="vox2vec-nnunet",
@@ -17,13 +17,7 @@ setup(
                 "fine-tuning as an nnU-Net v2 plugin",
     python_requires=">=3.10",
     packages=[
-        "vox2vec_nnunet",
-        "vox2vec_nnunet.network",
-        "vox2vec_nnunet.pretraining",
-        "vox2vec_nnunet.training",
-        "vox2vec_nnunet.commands",
-        "vox2vec_nnunet.perf",
-        "vox2vec_nnunet.benchmark",
+        *find_packages(include=["vox2vec_nnunet", "vox2vec_nnunet.*"]),
         "vox2vec_nnunet_trainers",
         "vox2vec_nnunet_plans",
     ],
