@@ -32,13 +32,18 @@ import math
 import multiprocessing
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from vox2vec_nnunet.clinical_phantoms import ClinicalConfig
 
 #: Label values of the phantoms (nnU-Net's ``dataset.json`` "labels" mapping). Everything not
 #: listed -- body wall, fat, muscle, bone, lungs, bowel, stomach, heart, other vessels -- is 0.
@@ -63,6 +68,10 @@ _BODY_TAPER_MAX = 0.04
 _DEFORM_STD_MM = 3.5
 _DEFORM_MAX_MM = 3.0 * _DEFORM_STD_MM
 _MARGIN_MM = 3.0
+# Beyond this distance from z = 0 the body outline stops tapering (long clinical scans).
+_TAPER_Z_MM = 130.0
+# Voxels (including the margins of slices) drawn at once: about 0.1 kB of working memory each.
+_CHUNK_VOXELS = 2 ** 23
 # The anatomy is modelled from above the diaphragm domes down to the lower lumbar spine.
 _FOV_Z_RANGE_MM = (150.0, 260.0)
 
@@ -115,21 +124,112 @@ class PhantomConfig:
         """Array shape (z, y, x): the field of view divided by the spacing, rounded."""
         return tuple(int(round(f / s)) for f, s in zip(self.fov_mm, self.spacing))
 
+    def case_geometry(self, seed: int) -> "ScanGeometry":
+        """The scan of every case: this field of view centred on the subject (``seed`` unused;
+        :class:`vox2vec_nnunet.clinical_phantoms.ClinicalConfig` draws one per case)."""
+        return ScanGeometry(shape=self.shape, spacing=self.spacing, psf_fwhm_mm=self.psf_fwhm_mm,
+                            noise_std=self.noise_std, texture_std=self.texture_std)
+
+
+@dataclass(frozen=True)
+class PatientTable:
+    """A curved CT table under the patient, in the patient frame (mm, +y posterior).
+
+    From the patient down: a foam mattress (``pad_hu``, below -500 HU, i.e. air for the body
+    mask), then the table: a sandwich of two carbon-fibre shells (``shell_hu``) around a foam
+    core (``core_hu``), closed at the sides. The cradle is curved: its top surface lies at
+    ``top_y_mm`` under ``centre_x_mm`` and rises (towards anterior) as ``u^2 / (2 radius)`` at a
+    lateral distance ``u``. It runs along the whole scan and is never painted inside the body.
+    """
+
+    centre_x_mm: float
+    top_y_mm: float
+    radius_mm: float
+    width_mm: float
+    thickness_mm: float
+    shell_mm: float
+    shell_hu: float
+    core_hu: float
+    pad_mm: float
+    pad_hu: float
+
+
+@dataclass(frozen=True)
+class ScanGeometry:
+    """How one subject is scanned and reconstructed. Tuples are (z, y, x), millimetres.
+
+    shape, spacing: the voxel grid written to disk.
+    centre_mm: position of the grid's centre in the patient frame (the frame the anatomy is
+        modelled in, module docstring); (0, 0, 0) centres the scan on the subject.
+    body_scale: the subject's size relative to the anatomy model (a child is about 0.65);
+        every length of the anatomy is multiplied by it.
+    extra_fat_mm: subcutaneous fat added all around the body wall (large adults).
+    table: the patient table, or None.
+    psf_fwhm_mm, noise_std, texture_std: as in :class:`PhantomConfig`.
+    render_margin: in-plane voxels (y before, y after, x before, x after) drawn beyond the grid
+        and cropped away: where the body crosses the field of view, the fat and muscle layers
+        are then measured from the real skin, not from the border of the image.
+    """
+
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    centre_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    body_scale: float = 1.0
+    extra_fat_mm: float = 0.0
+    table: PatientTable | None = None
+    psf_fwhm_mm: tuple[float, float, float] = (4.0, 1.5, 1.5)
+    noise_std: float = 15.0
+    texture_std: float = 6.0
+    render_margin: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def __post_init__(self) -> None:
+        if len(self.shape) != 3 or min(self.shape) < 1:
+            raise ValueError(f"ScanGeometry.shape must be 3 positive sizes (z, y, x), got {self.shape}")
+        if len(self.spacing) != 3 or min(self.spacing) <= 0:
+            raise ValueError(f"ScanGeometry.spacing must be 3 positive sizes (z, y, x), got {self.spacing}")
+        if self.body_scale <= 0 or self.extra_fat_mm < 0 or min(self.render_margin) < 0:
+            raise ValueError("ScanGeometry: body_scale must be > 0, extra_fat_mm and render_margin >= 0")
+
+    @property
+    def fov_mm(self) -> tuple[float, float, float]:
+        """Extent of the grid (z, y, x): shape times spacing."""
+        return tuple(n * s for n, s in zip(self.shape, self.spacing))
+
+    @property
+    def rendered_shape(self) -> tuple[int, int, int]:
+        """Shape of the grid the anatomy is drawn on: ``shape`` plus ``render_margin``."""
+        ylo, yhi, xlo, xhi = self.render_margin
+        return self.shape[0], self.shape[1] + ylo + yhi, self.shape[2] + xlo + xhi
+
+    def rendered_coordinates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Patient-frame coordinates (mm, float32 vectors) of the rendered grid's voxel centres."""
+        starts = (0, self.render_margin[0], self.render_margin[2])
+        return tuple((np.arange(n, dtype=np.float32) - (start + (size - 1) / 2)) * s + c
+                     for n, start, size, s, c in zip(self.rendered_shape, starts, self.shape, self.spacing,
+                                                     self.centre_mm))
+
 
 @dataclass(frozen=True)
 class Phantom:
     """One synthetic subject: ``image`` float32 HU and ``labels`` uint8 (values of
     PHANTOM_LABELS), both (z, y, x) in the orientation the module docstring describes;
-    ``spacing`` in mm, (z, y, x)."""
+    ``spacing`` in mm, (z, y, x); ``centre_mm`` the patient-frame position of the volume's
+    centre (z, y, x)."""
 
     image: np.ndarray
     labels: np.ndarray
     spacing: tuple[float, float, float]
+    centre_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
     def origin_lps(self) -> tuple[float, float, float]:
-        """World position (x, y, z), LPS mm, of voxel (0, 0, 0): the volume is centred at 0."""
-        return tuple(-(n - 1) / 2.0 * s for n, s in zip(self.image.shape[::-1], self.spacing[::-1]))
+        """World position (x, y, z), LPS mm, of voxel (0, 0, 0)."""
+        return _origin_lps(self.image.shape, self.spacing, self.centre_mm)
+
+
+def _origin_lps(shape: tuple[int, ...], spacing: tuple[float, ...], centre_mm: tuple[float, ...]
+                ) -> tuple[float, float, float]:
+    return tuple(c - (n - 1) / 2.0 * s for n, s, c in zip(shape[::-1], spacing[::-1], centre_mm[::-1]))
 
 
 # ----------------------------------------------------------------------------- sampling helpers
@@ -138,21 +238,51 @@ class Phantom:
 class _Fields:
     """Smooth random fields with unit standard deviation, defined in millimetres over the field
     of view (noise on a node grid of about ``length_mm`` spacing, cubic-spline interpolated to
-    the voxel grid), so a seed gives the same fields at every voxel spacing."""
+    the voxel grid), so a seed gives the same fields at every voxel spacing.
 
-    def __init__(self, rng: np.random.Generator, config: PhantomConfig) -> None:
+    The k-th call of a subject draws the k-th field once and keeps its nodes, so that every
+    z-chunk of the volume (``rows``) evaluates the same fields; their mean and standard
+    deviation are those over the whole grid, computed exactly on the node grid.
+    """
+
+    def __init__(self, rng: np.random.Generator, shape: tuple[int, int, int],
+                 extent_mm: tuple[float, float, float]) -> None:
         self._rng = rng
-        self._config = config
+        self._shape = shape
+        self._extent_mm = extent_mm
+        self._drawn: list[tuple[np.ndarray, tuple[np.ndarray, ...], float, float]] = []
+        self._calls = 0
+        self.rows = slice(None)
 
-    def __call__(self, length_mm: float) -> np.ndarray:
-        nodes = [max(2, int(math.ceil(f / length_mm)) + 1) for f in self._config.fov_mm]
+    def start(self, rows: slice) -> None:
+        """Evaluate the following calls on the z-rows ``rows`` of the grid, from the first field."""
+        self.rows = rows
+        self._calls = 0
+
+    def _draw(self, length_mm: float) -> tuple[np.ndarray, tuple[np.ndarray, ...], float, float]:
+        nodes = [max(2, int(math.ceil(f / length_mm)) + 1) for f in self._extent_mm]
         noise = self._rng.standard_normal(nodes).astype(np.float32)
         # Cubic-spline zoom is separable: one (voxels x nodes) matrix per axis, obtained by
         # zooming the identity, applied by tensor contraction (far cheaper than a 3D zoom).
-        mz, my, mx = (ndimage.zoom(np.eye(c, dtype=np.float32), (n / c, 1.0), order=3, mode="nearest")
-                      for n, c in zip(self._config.shape, nodes))
-        field = np.einsum("ai,bj,ck,ijk->abc", mz, my, mx, noise, optimize=True)
-        return (field - field.mean()) / max(float(field.std()), 1e-6)
+        matrices = tuple(ndimage.zoom(np.eye(c, dtype=np.float32), (n / c, 1.0), order=3, mode="nearest")
+                         for n, c in zip(self._shape, nodes))
+        # Over the whole grid: mean = s_z s_y s_x . noise with s the column means, and the
+        # mean square = noise . (G_z G_y G_x noise) with G = M^T M / voxels, per axis.
+        mz, my, mx = (m.astype(np.float64) for m in matrices)
+        n64 = noise.astype(np.float64)
+        mean = float(np.einsum("i,j,k,ijk->", mz.mean(axis=0), my.mean(axis=0), mx.mean(axis=0), n64))
+        gz, gy, gx = (m.T @ m / m.shape[0] for m in (mz, my, mx))
+        smoothed = np.tensordot(gz, np.matmul(gy, n64 @ gx), axes=(1, 0))
+        mean_square = float(np.sum(n64 * smoothed))
+        return noise, matrices, mean, math.sqrt(max(mean_square - mean ** 2, 0.0))
+
+    def __call__(self, length_mm: float) -> np.ndarray:
+        if self._calls == len(self._drawn):
+            self._drawn.append(self._draw(length_mm))
+        noise, (mz, my, mx), mean, std = self._drawn[self._calls]
+        self._calls += 1
+        field = np.einsum("ai,bj,ck,ijk->abc", mz[self.rows], my, mx, noise, optimize=True)
+        return (field - np.float32(mean)) / max(std, 1e-6)
 
 
 def _u(rng: np.random.Generator, low: float, high: float) -> float:
@@ -227,32 +357,45 @@ class _Tissues:
 
 
 class _Subject:
-    """Paints one subject structure by structure (``draw``), back to front: body wall, back
+    """Paints one subject structure by structure (``anatomy``), back to front: body wall, back
     muscles, thorax above the diaphragm, bowel and stomach, solid organs, psoas and kidneys,
     great vessels, spine, ribs; each paint overwrites the tissue and label under it. The
     cranio-caudal landmarks and the spine frame are drawn first, as the organs hang from them.
 
-    Coordinates are millimetres in the volume-centred LPS frame (module docstring). Soft
-    tissue uses smoothly displaced coordinates ``zd, yd, xd`` (organic, subject-specific
-    shapes); the skeleton and the great vessels use the undisplaced ``z, y, x``.
+    Coordinates are millimetres of the anatomy model (the patient frame divided by the
+    geometry's ``body_scale``; module docstring). Soft tissue uses smoothly displaced
+    coordinates ``zd, yd, xd`` (organic, subject-specific shapes); the skeleton and the great
+    vessels use the undisplaced ``z, y, x``. Every quantity of the anatomy is a function of
+    the position alone, so a volume is drawn in chunks of slices (:meth:`chunks`), each from
+    the same random draws, with memory bounded by the chunk size whatever the scan's length.
     """
 
-    def __init__(self, seed: int, config: PhantomConfig) -> None:
-        anatomy_seq, field_seq, self._noise_seq = np.random.SeedSequence(seed).spawn(3)
-        self.rng = np.random.default_rng(anatomy_seq)
-        self.fields = _Fields(np.random.default_rng(field_seq), config)
-        self.config = config
-        shape = config.shape
-        self.z, self.y, self.x = (
-            ((np.arange(n, dtype=np.float32) - (n - 1) / 2) * s).reshape([-1 if i == axis else 1 for i in range(3)])
-            for axis, (n, s) in enumerate(zip(shape, config.spacing)))
+    def __init__(self, seed: int, geometry: ScanGeometry) -> None:
+        self._anatomy_seq, field_seq, noise_seq = np.random.SeedSequence(seed).spawn(3)
+        self.geometry = geometry
+        scale = geometry.body_scale
+        shape = geometry.rendered_shape
+        self.spacing = tuple(s / scale for s in geometry.spacing)
+        self.fields = _Fields(np.random.default_rng(field_seq), shape,
+                              tuple(n * s for n, s in zip(shape, self.spacing)))
+        self._noise = np.random.default_rng(noise_seq)
+        self._patient = geometry.rendered_coordinates()
+        self._model = tuple(c / np.float32(scale) for c in self._patient)
+
+    def _start(self, rows: slice) -> None:
+        """Fresh random streams and empty arrays for the z-rows ``rows`` of the grid."""
+        self.rng = np.random.default_rng(self._anatomy_seq)
+        self.fields.start(rows)
+        z, y, x = self._model
+        self.z, self.y, self.x = z[rows].reshape(-1, 1, 1), y.reshape(1, -1, 1), x.reshape(1, 1, -1)
+        self.shape = (self.z.shape[0], y.size, x.size)
         self.zd, self.yd, self.xd = (
             c + np.clip(_DEFORM_STD_MM * self.fields(45.0), -_DEFORM_MAX_MM, _DEFORM_MAX_MM)
             for c in (self.z, self.y, self.x))
         self.bumps = self.fields(25.0)  # organ surface irregularity
         self.hu = _Tissues.draw(self.rng)
-        self.image = np.full(shape, AIR_HU, dtype=np.float32)
-        self.labels = np.zeros(shape, dtype=np.uint8)
+        self.image = np.full(self.shape, AIR_HU, dtype=np.float32)
+        self.labels = np.zeros(self.shape, dtype=np.uint8)
 
     def paint(self, mask: np.ndarray, hu: float | np.ndarray, label: str = "background") -> None:
         """Set tissue and label where ``mask`` (broadcastable) holds; unlabeled tissue gets
@@ -265,7 +408,7 @@ class _Subject:
                   yaw_deg: float = 0.0, tilt_deg: float = 0.0) -> np.ndarray:
         return _ellipsoid(self.zd, self.yd, self.xd, center, radii, yaw_deg, tilt_deg)
 
-    def draw(self) -> Phantom:
+    def anatomy(self) -> None:
         self.body_wall()
         self.landmarks()
         self.spine_frame()
@@ -281,32 +424,34 @@ class _Subject:
         self.great_vessels()
         self.spine()
         self.ribs()
-        return self.finish()
 
     def body_wall(self) -> None:
         """Super-elliptic outline (flatter at the back, slightly tapered along z), subcutaneous
         fat thicker in front and in larger subjects, a muscle wall, visceral fat inside."""
-        rng, yd, xd = self.rng, self.yd, self.xd
+        rng, yd, xd, extra = self.rng, self.yd, self.xd, self.geometry.extra_fat_mm
         self.cx, self.cy = _u(rng, -6, 6), _u(rng, -6, 6)
-        ax = _u(rng, 120, _BODY_HALF_X_MAX) * (1.0 + _u(rng, -_BODY_TAPER_MAX, _BODY_TAPER_MAX) * self.z / 90.0)
-        self.ay_front = _u(rng, 100, _BODY_HALF_Y_MAX)
-        self.ay_back = self.ay_front * _u(rng, 0.78, 0.9)
+        self.ax = _u(rng, 120, _BODY_HALF_X_MAX)  # half width at z = 0, without extra fat
+        self.taper = _u(rng, -_BODY_TAPER_MAX, _BODY_TAPER_MAX)  # relative change per 90 mm along z
+        ax = (self.ax + extra) * (1.0 + self.taper * np.clip(self.z, -_TAPER_Z_MM, _TAPER_Z_MM) / 90.0)
+        ay_front = _u(rng, 100, _BODY_HALF_Y_MAX)
+        self.ay_front = ay_front + extra
+        self.ay_back = ay_front * _u(rng, 0.78, 0.9) + extra
         p_front, p_back = _u(rng, 2.0, 2.4), _u(rng, 2.6, 3.4)
         behind = yd > self.cy
         p = np.where(behind, p_back, p_front)
         radius_y = np.where(behind, self.ay_back, self.ay_front)
         self.body = (np.abs(xd - self.cx) / ax) ** p + (np.abs(yd - self.cy) / radius_y) ** p <= 1.0
-        sy, sx = self.config.spacing[1:]
+        sy, sx = self.spacing[1:]
         self.depth = np.stack([ndimage.distance_transform_edt(s, sampling=(sy, sx)) for s in self.body])
         self.theta = np.arctan2(xd - self.cx, yd - self.cy)  # 0 at the posterior midline, +-pi in front
-        self.fat_mm = _u(rng, 6, 14) + 0.55 * (float(np.mean(ax)) - 120.0)
+        self.fat_mm = _u(rng, 6, 14) + 0.55 * (self.ax - 120.0) + extra
         self.wall_mm = _u(rng, 8, 13)
         self.fat_local = self.fat_mm * (0.85 - 0.15 * np.cos(self.theta)) * (1.0 + 0.15 * self.fields(60.0))
         self.cavity = self.depth > self.fat_local + self.wall_mm
         self.paint(self.body, self.hu.fat)
         self.paint(self.body & (self.depth > self.fat_local), self.hu.muscle)
         self.paint(self.cavity, self.hu.visceral_fat)
-        self.ax_in = float(np.mean(ax)) - self.fat_mm - self.wall_mm
+        self.ax_in = self.ax + extra - self.fat_mm - self.wall_mm
         self.ay_in = self.ay_front - self.fat_mm - self.wall_mm
 
     def landmarks(self) -> None:
@@ -330,8 +475,10 @@ class _Subject:
         self.canal_r = _u(rng, 7, 9)
         self.spinous_len = _u(rng, 25, 35)
         d_back = self.vb_ry + 2 * self.canal_r + 2 + self.spinous_len + 0.7 * self.fat_mm + _u(rng, 8, 14)
-        self.spine_x = self.cx + _u(rng, -4, 4) + _u(rng, -0.03, 0.03) * z
-        self.spine_y = self.cy + self.ay_back - d_back + _u(rng, -0.08, 0.08) * z
+        self.spine_x0 = self.cx + _u(rng, -4, 4)  # at z = 0
+        self.spine_x = self.spine_x0 + _u(rng, -0.03, 0.03) * z
+        self.spine_y0 = self.cy + self.ay_back - d_back
+        self.spine_y = self.spine_y0 + _u(rng, -0.08, 0.08) * z
 
     def back_muscles(self) -> None:
         """Erector spinae from the laminae to the posterior wall beside the spinous processes,
@@ -343,7 +490,7 @@ class _Subject:
         erector_y, erector_ry = (front + back) / 2, (back - front) / 2 + 4.0
         erector_rx = _u(rng, 24, 32)
         quadratus_ry, quadratus_rx = _u(rng, 10, 14), _u(rng, 14, 20)
-        muscles = np.zeros(self.config.shape, dtype=bool)
+        muscles = np.zeros(self.shape, dtype=bool)
         for side in (-1.0, 1.0):
             muscles |= (((yd - erector_y) / erector_ry) ** 2
                         + ((xd - spine_x - side * (erector_rx + 3.0)) / erector_rx) ** 2 < 1.0)
@@ -472,10 +619,11 @@ class _Subject:
         the anteromedial hilum (unlabeled, as in organ segmentation datasets)."""
         rng = self.rng
         right_z = self.kidney_z - _u(rng, 5, 15)
+        self.kidney_centres = []
         for name, side, kz in (("kidney_left", 1.0, self.kidney_z), ("kidney_right", -1.0, right_z)):
             yaw, tilt = side * _u(rng, 25, 45), side * _u(rng, 5, 15)
-            center = (kz, float(np.mean(self.spine_y)) + _u(rng, -10, 5),
-                      float(np.mean(self.spine_x)) + side * _u(rng, 50, 62))
+            center = (kz, self.spine_y0 + _u(rng, -10, 5), self.spine_x0 + side * _u(rng, 50, 62))
+            self.kidney_centres.append(center)
             radii = (_u(rng, 48, 58), _u(rng, 17, 22), _u(rng, 24, 30))  # length, thickness, width
             q = self.ellipsoid(center, radii, yaw, tilt)
             # A thin fat rim around the kidney, a wider one where no organ lies.
@@ -550,27 +698,133 @@ class _Subject:
         self.paint(ribs & (th < math.pi - 0.55), _u(rng, 450, 750))
         self.paint(ribs & (th >= math.pi - 0.55) & (th < math.pi - 0.15), _u(rng, 100, 180))
 
-    def finish(self) -> Phantom:
-        """Low-frequency texture inside the body, the point spread function, in-plane
-        correlated noise, and the scanner's lower bound."""
-        config = self.config
-        image = self.image + np.where(self.body, config.texture_std * self.fields(30.0), 0.0)
-        image = ndimage.gaussian_filter(image.astype(np.float32),
-                                        [f / 2.3548 / s for f, s in zip(config.psf_fwhm_mm, config.spacing)])
-        noise = np.random.default_rng(self._noise_seq).standard_normal(config.shape, dtype=np.float32)
-        noise = ndimage.gaussian_filter(noise, (0.0, 0.6, 0.6))
-        image += noise * (config.noise_std / max(float(noise.std()), 1e-6))
-        np.maximum(image, MIN_HU, out=image)
-        return Phantom(image=image, labels=self.labels, spacing=config.spacing)
+    def table(self) -> None:
+        """The patient table and its mattress (:class:`PatientTable`), outside the body."""
+        table = self.geometry.table
+        _, y, x = self._patient
+        lateral = x.reshape(1, 1, -1) - np.float32(table.centre_x_mm)
+        below_top = y.reshape(1, -1, 1) - (table.top_y_mm - lateral ** 2 / (2.0 * table.radius_mm))
+        across = np.abs(lateral) <= table.width_mm / 2.0
+        outside = ~self.body
+        self.paint(outside & across & (below_top >= -table.pad_mm) & (below_top < 0.0), table.pad_hu)
+        board = across & (below_top >= 0.0) & (below_top <= table.thickness_mm)
+        shell = board & ((below_top < table.shell_mm) | (below_top > table.thickness_mm - table.shell_mm)
+                         | (np.abs(lateral) > table.width_mm / 2.0 - table.shell_mm))
+        self.paint(outside & board, table.core_hu)
+        self.paint(outside & shell, table.shell_hu)
+
+    def chunks(self) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+        """The scan in consecutive chunks of slices: ``(slices, image, labels)``, the image in
+        float32 HU and the labels uint8, cropped in-plane to ``geometry.shape``.
+
+        Each chunk paints the anatomy on its slices plus a margin of slices on either side,
+        adds the low-frequency texture inside the body (and the table), blurs with the point
+        spread function, crops the margin, adds in-plane correlated noise and clips at the
+        scanner's lower bound. The margin covers the blur's reach and the stomach wall's
+        erosion, so the chunks are exactly the slices of the whole volume drawn at once.
+        """
+        geometry = self.geometry
+        depth, height, width = geometry.rendered_shape
+        sigma = [f / 2.3548 / s for f, s in zip(geometry.psf_fwhm_mm, geometry.spacing)]
+        margin = int(4.0 * sigma[0] + 0.5) + 1  # gaussian_filter's reach (truncate=4) + 1 for the erosion
+        step = max(1, _CHUNK_VOXELS // (height * width) - 2 * margin)
+        ylo, _, xlo, _ = geometry.render_margin
+        crop = (slice(ylo, ylo + geometry.shape[1]), slice(xlo, xlo + geometry.shape[2]))
+        for start in range(0, depth, step):
+            stop = min(depth, start + step)
+            low, high = max(0, start - margin), min(depth, stop + margin)
+            self._start(slice(low, high))
+            self.anatomy()
+            if geometry.table is not None:
+                self.table()
+            image = self.image + np.where(self.body, geometry.texture_std * self.fields(30.0), 0.0)
+            image = ndimage.gaussian_filter(image.astype(np.float32), sigma)
+            keep = (slice(start - low, stop - low), *crop)
+            image, labels = image[keep], self.labels[keep]
+            noise = self._noise.standard_normal(image.shape, dtype=np.float32)
+            noise = ndimage.gaussian_filter(noise, (0.0, _NOISE_SIGMA_VOXELS, _NOISE_SIGMA_VOXELS))
+            image += noise * (geometry.noise_std / _NOISE_STD_AFTER_FILTER)
+            np.maximum(image, MIN_HU, out=image)
+            yield slice(start, stop), image, labels
+
+
+def _noise_std_after_filter() -> float:
+    """Standard deviation of unit white noise after the in-plane Gaussian filter of ``chunks``."""
+    delta = np.zeros(4 * int(4 * _NOISE_SIGMA_VOXELS + 1) + 1)
+    delta[delta.size // 2] = 1.0
+    weights = ndimage.gaussian_filter1d(delta, _NOISE_SIGMA_VOXELS)
+    return float(np.sum(weights ** 2))  # sqrt(sum w^2) per in-plane axis
+
+
+_NOISE_SIGMA_VOXELS = 0.6
+_NOISE_STD_AFTER_FILTER = _noise_std_after_filter()
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"make_phantom: seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def render_phantom(seed: int, geometry: ScanGeometry) -> Phantom:
+    """Subject ``seed`` scanned with ``geometry`` (see ``_Subject`` for what is drawn, in which
+    order). Deterministic; the anatomy is drawn in millimetres of the patient frame, so one
+    seed is one subject at any spacing and field of view. Drawn in chunks of slices: the
+    working memory beyond the returned arrays (5 bytes per voxel) is bounded."""
+    image = np.empty(geometry.shape, dtype=np.float32)
+    labels = np.empty(geometry.shape, dtype=np.uint8)
+    for rows, image_rows, label_rows in _Subject(_check_seed(seed), geometry).chunks():
+        image[rows], labels[rows] = image_rows, label_rows
+    return Phantom(image=image, labels=labels, spacing=geometry.spacing, centre_mm=geometry.centre_mm)
 
 
 def make_phantom(seed: int, config: PhantomConfig = PhantomConfig()) -> Phantom:
     """Draw one subject (see ``_Subject`` for what is drawn, in which order). Deterministic
     for ``seed``; the anatomy (sizes, positions, shapes, intensities) is drawn in
     millimetres, so one seed is one subject at any ``config.spacing``."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"make_phantom: seed must be a non-negative integer, got {seed!r}")
-    return _Subject(int(seed), config).draw()
+    return render_phantom(_check_seed(seed), config.case_geometry(seed))
+
+
+@dataclass(frozen=True)
+class SubjectLandmarks:
+    """Where subject ``seed``'s body and organs lie, in millimetres of the anatomy model (the
+    patient frame divided by ``body_scale``), (z, y, x) order.
+
+    body_centre_yx: centre of the body outline in-plane; half_width_mm: half of the body's
+    width at z = 0, extra fat included; taper: relative change of the width per 90 mm along z
+    (constant beyond 130 mm from z = 0); front_mm, back_mm: distance of the anterior and the
+    posterior skin from the centre at the midline; dome_right_z: top of the right diaphragm
+    dome; kidney_centres: left and right kidney.
+    """
+
+    body_centre_yx: tuple[float, float]
+    half_width_mm: float
+    taper: float
+    front_mm: float
+    back_mm: float
+    dome_right_z: float
+    kidney_centres: tuple[tuple[float, float, float], tuple[float, float, float]]
+
+    def body_box_mm(self, z_low: float, z_high: float) -> tuple[float, float, float, float]:
+        """In-plane box (y_min, y_max, x_min, x_max) that holds the body on slices between
+        ``z_low`` and ``z_high``, the smooth displacement of the outline included."""
+        reach = min(max(abs(z_low), abs(z_high)), _TAPER_Z_MM)
+        half_x = self.half_width_mm * (1.0 + abs(self.taper) * reach / 90.0) + _DEFORM_MAX_MM
+        cy, cx = self.body_centre_yx
+        return (cy - self.front_mm - _DEFORM_MAX_MM, cy + self.back_mm + _DEFORM_MAX_MM,
+                cx - half_x, cx + half_x)
+
+
+def subject_landmarks(seed: int, extra_fat_mm: float = 0.0) -> SubjectLandmarks:
+    """The landmarks of subject ``seed`` (cheap: the anatomy is drawn on a 1 x 3 x 3 grid)."""
+    subject = _Subject(_check_seed(seed), ScanGeometry(shape=(1, 3, 3), spacing=(1.0, 1.0, 1.0),
+                                                       extra_fat_mm=extra_fat_mm))
+    subject._start(slice(None))
+    subject.anatomy()
+    left, right = subject.kidney_centres
+    return SubjectLandmarks(body_centre_yx=(subject.cy, subject.cx), half_width_mm=subject.ax + extra_fat_mm,
+                            taper=subject.taper, front_mm=subject.ay_front, back_mm=subject.ay_back,
+                            dome_right_z=subject.dome_right, kidney_centres=(tuple(left), tuple(right)))
 
 
 # ----------------------------------------------------------------------------- nnU-Net dataset
@@ -582,37 +836,48 @@ def case_seed(seed: int, case_index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(case_index)]).generate_state(1, np.uint32)[0])
 
 
-def _to_sitk(array: np.ndarray, phantom: Phantom) -> sitk.Image:
+def _to_sitk(array: np.ndarray, geometry: ScanGeometry) -> sitk.Image:
     image = sitk.GetImageFromArray(array)  # (z, y, x) array -> image of size (x, y, z)
-    image.SetSpacing(tuple(float(s) for s in phantom.spacing[::-1]))  # SimpleITK order: x, y, z
-    image.SetOrigin(phantom.origin_lps)
+    image.SetSpacing(tuple(float(s) for s in geometry.spacing[::-1]))  # SimpleITK order: x, y, z
+    image.SetOrigin(_origin_lps(geometry.shape, geometry.spacing, geometry.centre_mm))
     image.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))  # LPS, see module docstring
     return image
 
 
-def _write_case(job: tuple[str, int, PhantomConfig, str, str | None]) -> str:
+def _write_case(job: tuple[str, int, ScanGeometry, str, str | None]) -> str:
     """Make one subject and write its image (int16 HU, as CT is stored) and, if
-    ``labels_dir`` is given, its label map (uint8)."""
-    case_id, seed, config, images_dir, labels_dir = job
-    phantom = make_phantom(seed, config)
-    hu = np.rint(phantom.image).astype(np.int16)
-    sitk.WriteImage(_to_sitk(hu, phantom), str(Path(images_dir) / f"{case_id}_0000.nii.gz"), True)
-    if labels_dir is not None:
-        sitk.WriteImage(_to_sitk(phantom.labels, phantom), str(Path(labels_dir) / f"{case_id}.nii.gz"), True)
+    ``labels_dir`` is given, its label map (uint8). The image is rounded chunk by chunk, so a
+    clinical-size scan needs 3 bytes per voxel plus one chunk's working memory (and
+    SimpleITK's copy of each array while it is written)."""
+    case_id, seed, geometry, images_dir, labels_dir = job
+    hu = np.empty(geometry.shape, dtype=np.int16)
+    labels = np.empty(geometry.shape, dtype=np.uint8) if labels_dir is not None else None
+    for rows, image_rows, label_rows in _Subject(seed, geometry).chunks():
+        np.rint(image_rows, out=image_rows)
+        hu[rows] = image_rows
+        if labels is not None:
+            labels[rows] = label_rows
+    sitk.WriteImage(_to_sitk(hu, geometry), str(Path(images_dir) / f"{case_id}_0000.nii.gz"), True)
+    del hu
+    if labels is not None:
+        sitk.WriteImage(_to_sitk(labels, geometry), str(Path(labels_dir) / f"{case_id}.nii.gz"), True)
     return case_id
 
 
 def write_nnunet_raw_dataset(raw_root: Path, dataset_id: int, name: str, num_labeled: int,
                              num_unlabeled: int = 0, seed: int = 0,
-                             config: PhantomConfig = PhantomConfig(), num_processes: int = 1,
+                             config: PhantomConfig | ClinicalConfig = PhantomConfig(), num_processes: int = 1,
                              overwrite: bool = False, progress: bool = True) -> Path:
     """Write ``raw_root/Dataset{ID:03d}_{name}`` in nnU-Net v2's raw layout and return it.
 
     Labeled cases ``phantom_0000`` ... go to ``imagesTr`` (``{case}_0000.nii.gz``) and
     ``labelsTr``; the unlabeled ones, numbered on after them, go to ``imagesTs`` (nnU-Net never
     preprocesses that folder; it serves self-supervised pre-training, SPEC section 2).
-    Case i is the independent subject ``make_phantom(case_seed(seed, i), config)``;
-    ``dataset.json`` records the seeds and the configuration. The dataset is assembled in a
+    Case i is the independent subject ``case_seed(seed, i)``, scanned with
+    ``config.case_geometry(case_seed(seed, i))``: the same field of view for every case with a
+    :class:`PhantomConfig` (``make_phantom``), a scan drawn per case with a
+    :class:`vox2vec_nnunet.clinical_phantoms.ClinicalConfig`. ``dataset.json`` records the
+    seeds, the configuration and every case's scan geometry. The dataset is assembled in a
     hidden sibling folder and moved into place when complete. An existing dataset folder is
     replaced only with ``overwrite=True``; another dataset with the same ID is an error.
     """
@@ -643,7 +908,8 @@ def write_nnunet_raw_dataset(raw_root: Path, dataset_id: int, name: str, num_lab
         if sub != "imagesTs" or num_unlabeled:
             path.mkdir(parents=True)
     seeds = {f"phantom_{i:04d}": case_seed(seed, i) for i in range(num_labeled + num_unlabeled)}
-    jobs = [(case, s, config, str(dirs["imagesTr"] if i < num_labeled else dirs["imagesTs"]),
+    geometries = {case: config.case_geometry(s) for case, s in seeds.items()}
+    jobs = [(case, s, geometries[case], str(dirs["imagesTr"] if i < num_labeled else dirs["imagesTs"]),
              str(dirs["labelsTr"]) if i < num_labeled else None)
             for i, (case, s) in enumerate(seeds.items())]
     with tqdm(total=len(jobs), desc=folder_name, unit="case", disable=not progress) as bar:
@@ -665,7 +931,8 @@ def write_nnunet_raw_dataset(raw_root: Path, dataset_id: int, name: str, num_lab
         "numTraining": num_labeled,
         "numTest": num_unlabeled,
         "file_ending": ".nii.gz",
-        "phantoms": {"seed": seed, "config": asdict(config), "case_seeds": seeds},
+        "phantoms": {"seed": seed, "config_type": type(config).__name__, "config": asdict(config),
+                     "case_seeds": seeds, "case_geometries": {c: asdict(g) for c, g in geometries.items()}},
     }
     (staging / "dataset.json").write_text(json.dumps(dataset_json, indent=2) + "\n")
     if target.exists():
