@@ -87,3 +87,21 @@ def test_bad_input(function) -> None:
     bad[1, 1, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         function(bad)
+
+
+def test_patient_table_below_the_body_is_background() -> None:
+    """A table of two shells around an enclosed foam core, separated from the body by a
+    mattress below -500 HU: the flood fill leaves it, the body mask drops it. Its core
+    makes it larger than the body in voxels, but it holds fewer voxels of tissue."""
+    shape = (6, 60, 64)
+    image = np.full(shape, -1000.0, dtype=np.float32)
+    body = _ellipse(shape, (18, 32), (10, 12))
+    image[body] = 40.0
+    image[:, 30:34, 2:62] = -850.0  # mattress
+    image[:, 34:58, 1:63] = 200.0  # table: shells
+    image[:, 35:57, 2:62] = -950.0  # enclosed foam core
+    mask = body_mask(image)
+    np.testing.assert_array_equal(mask, body)
+    table = np.zeros(shape, dtype=bool)
+    table[:, 34:58, 1:63] = True
+    assert (image[table] >= -500).sum() < body.sum() < table.sum()  # fewer tissue voxels, more voxels

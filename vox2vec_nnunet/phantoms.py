@@ -33,7 +33,7 @@ import multiprocessing
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,6 +70,9 @@ _DEFORM_MAX_MM = 3.0 * _DEFORM_STD_MM
 _MARGIN_MM = 3.0
 # Beyond this distance from z = 0 the body outline stops tapering (long clinical scans).
 _TAPER_Z_MM = 130.0
+# Organs are ellipsoids whose squared normalised radius is tested against at most 1 + 0.15 x a
+# unit-variance field; it is computed only where it is below this value.
+_ELLIPSOID_REACH = 3.0
 # Voxels (including the margins of slices) drawn at once: about 0.1 kB of working memory each.
 _CHUNK_VOXELS = 2 ** 23
 # The anatomy is modelled from above the diaphragm domes down to the lower lumbar spine.
@@ -166,9 +169,9 @@ class ScanGeometry:
     extra_fat_mm: subcutaneous fat added all around the body wall (large adults).
     table: the patient table, or None.
     psf_fwhm_mm, noise_std, texture_std: as in :class:`PhantomConfig`.
-    render_margin: in-plane voxels (y before, y after, x before, x after) drawn beyond the grid
-        and cropped away: where the body crosses the field of view, the fat and muscle layers
-        are then measured from the real skin, not from the border of the image.
+    outline_margin: in-plane voxels (y before, y after, x before, x after) beyond the grid on
+        which the body outline is drawn too: where the body crosses the field of view, the fat
+        and muscle layers are then measured from the real skin, not from the image border.
     """
 
     shape: tuple[int, int, int]
@@ -180,15 +183,15 @@ class ScanGeometry:
     psf_fwhm_mm: tuple[float, float, float] = (4.0, 1.5, 1.5)
     noise_std: float = 15.0
     texture_std: float = 6.0
-    render_margin: tuple[int, int, int, int] = (0, 0, 0, 0)
+    outline_margin: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     def __post_init__(self) -> None:
         if len(self.shape) != 3 or min(self.shape) < 1:
             raise ValueError(f"ScanGeometry.shape must be 3 positive sizes (z, y, x), got {self.shape}")
         if len(self.spacing) != 3 or min(self.spacing) <= 0:
             raise ValueError(f"ScanGeometry.spacing must be 3 positive sizes (z, y, x), got {self.spacing}")
-        if self.body_scale <= 0 or self.extra_fat_mm < 0 or min(self.render_margin) < 0:
-            raise ValueError("ScanGeometry: body_scale must be > 0, extra_fat_mm and render_margin >= 0")
+        if self.body_scale <= 0 or self.extra_fat_mm < 0 or min(self.outline_margin) < 0:
+            raise ValueError("ScanGeometry: body_scale must be > 0, extra_fat_mm and outline_margin >= 0")
 
     @property
     def fov_mm(self) -> tuple[float, float, float]:
@@ -196,17 +199,30 @@ class ScanGeometry:
         return tuple(n * s for n, s in zip(self.shape, self.spacing))
 
     @property
-    def rendered_shape(self) -> tuple[int, int, int]:
-        """Shape of the grid the anatomy is drawn on: ``shape`` plus ``render_margin``."""
-        ylo, yhi, xlo, xhi = self.render_margin
+    def outline_shape(self) -> tuple[int, int, int]:
+        """Shape of the grid the body outline is drawn on: ``shape`` plus ``outline_margin``."""
+        ylo, yhi, xlo, xhi = self.outline_margin
         return self.shape[0], self.shape[1] + ylo + yhi, self.shape[2] + xlo + xhi
 
-    def rendered_coordinates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Patient-frame coordinates (mm, float32 vectors) of the rendered grid's voxel centres."""
-        starts = (0, self.render_margin[0], self.render_margin[2])
+    @property
+    def crop(self) -> tuple[slice, slice]:
+        """The (y, x) slices of the grid inside the outline grid."""
+        ylo, _, xlo, _ = self.outline_margin
+        return slice(ylo, ylo + self.shape[1]), slice(xlo, xlo + self.shape[2])
+
+    def outline_coordinates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Patient-frame coordinates (mm, float32 vectors) of the outline grid's voxel centres."""
+        starts = (0, self.outline_margin[0], self.outline_margin[2])
         return tuple((np.arange(n, dtype=np.float32) - (start + (size - 1) / 2)) * s + c
-                     for n, start, size, s, c in zip(self.rendered_shape, starts, self.shape, self.spacing,
+                     for n, start, size, s, c in zip(self.outline_shape, starts, self.shape, self.spacing,
                                                      self.centre_mm))
+
+    def with_spacing(self, spacing: tuple[float, float, float]) -> "ScanGeometry":
+        """The same scan (field of view, centre, subject, table) on a grid of another spacing."""
+        factors = [old / new for old, new in zip(self.spacing, spacing)]
+        shape = tuple(max(1, int(round(n * f))) for n, f in zip(self.shape, factors))
+        margin = tuple(int(math.ceil(m * factors[1 + i // 2])) for i, m in enumerate(self.outline_margin))
+        return replace(self, shape=shape, spacing=tuple(float(s) for s in spacing), outline_margin=margin)
 
 
 @dataclass(frozen=True)
@@ -242,14 +258,16 @@ class _Fields:
 
     The k-th call of a subject draws the k-th field once and keeps its nodes, so that every
     z-chunk of the volume (``rows``) evaluates the same fields; their mean and standard
-    deviation are those over the whole grid, computed exactly on the node grid.
+    deviation are those over the whole grid, computed exactly on the node grid. Calls return
+    the field on the in-plane ``crop`` of the grid; :meth:`whole_plane` on all of it.
     """
 
     def __init__(self, rng: np.random.Generator, shape: tuple[int, int, int],
-                 extent_mm: tuple[float, float, float]) -> None:
+                 extent_mm: tuple[float, float, float], crop: tuple[slice, slice]) -> None:
         self._rng = rng
         self._shape = shape
         self._extent_mm = extent_mm
+        self._crop = crop
         self._drawn: list[tuple[np.ndarray, tuple[np.ndarray, ...], float, float]] = []
         self._calls = 0
         self.rows = slice(None)
@@ -276,13 +294,22 @@ class _Fields:
         mean_square = float(np.sum(n64 * smoothed))
         return noise, matrices, mean, math.sqrt(max(mean_square - mean ** 2, 0.0))
 
+    def _evaluate(self, index: int, crop: tuple[slice, slice]) -> np.ndarray:
+        noise, (mz, my, mx), mean, std = self._drawn[index]
+        field = np.einsum("ai,bj,ck,ijk->abc", mz[self.rows], my[crop[0]], mx[crop[1]], noise, optimize=True)
+        field -= np.float32(mean)
+        field /= max(std, 1e-6)
+        return field
+
     def __call__(self, length_mm: float) -> np.ndarray:
         if self._calls == len(self._drawn):
             self._drawn.append(self._draw(length_mm))
-        noise, (mz, my, mx), mean, std = self._drawn[self._calls]
         self._calls += 1
-        field = np.einsum("ai,bj,ck,ijk->abc", mz[self.rows], my, mx, noise, optimize=True)
-        return (field - np.float32(mean)) / max(std, 1e-6)
+        return self._evaluate(self._calls - 1, self._crop)
+
+    def whole_plane(self, index: int) -> np.ndarray:
+        """Field number ``index`` (call order, already drawn) on the whole plane of the grid."""
+        return self._evaluate(index, (slice(None), slice(None)))
 
 
 def _u(rng: np.random.Generator, low: float, high: float) -> float:
@@ -307,17 +334,25 @@ def _ellipsoid(z: np.ndarray, y: np.ndarray, x: np.ndarray, center: tuple[float,
     return (u / rx) ** 2 + (v / ry) ** 2 + (w / rz) ** 2
 
 
-def _distance_to_polyline(z: np.ndarray, y: np.ndarray, x: np.ndarray,
-                          points: np.ndarray) -> np.ndarray:
-    """Euclidean distance (mm) from every voxel to a polyline of (z, y, x) mm points."""
-    best = np.full(np.broadcast_shapes(z.shape, y.shape, x.shape), np.inf, dtype=np.float32)
-    for a, b in zip(points[:-1], points[1:]):
-        d = b - a
-        t = ((z - a[0]) * d[0] + (y - a[1]) * d[1] + (x - a[2]) * d[2]) / float(d @ d)
-        t = np.clip(t, 0.0, 1.0)
-        dist = np.sqrt((z - a[0] - t * d[0]) ** 2 + (y - a[1] - t * d[1]) ** 2 + (x - a[2] - t * d[2]) ** 2)
-        np.minimum(best, dist, out=best)
-    return best
+def _distance_to_segment(z: np.ndarray, y: np.ndarray, x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distance (mm) from every voxel to the segment from ``a`` to ``b`` ((z, y, x) mm)."""
+    d = b - a
+    t = ((z - a[0]) * d[0] + (y - a[1]) * d[1] + (x - a[2]) * d[2]) / float(d @ d)
+    t = np.clip(t, 0.0, 1.0)
+    return np.sqrt((z - a[0] - t * d[0]) ** 2 + (y - a[1] - t * d[1]) ** 2 + (x - a[2] - t * d[2]) ** 2)
+
+
+def _depth_below_surface(body: np.ndarray, spacing: tuple[float, float], crop: tuple[slice, slice]) -> np.ndarray:
+    """In-plane distance (mm) of each voxel of a body slice to the nearest voxel outside it,
+    on the ``crop`` of the slice. Computed on the body's bounding box plus one voxel: the
+    nearest outside voxel of a body voxel always lies in that box (the box's frame is all
+    outside), so the values are those of the whole slice."""
+    depth = np.zeros(body.shape, dtype=np.float64)
+    rows, cols = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))
+    if rows.size:
+        box = (slice(max(0, rows[0] - 1), rows[-1] + 2), slice(max(0, cols[0] - 1), cols[-1] + 2))
+        depth[box] = ndimage.distance_transform_edt(body[box], sampling=spacing)
+    return depth[crop]
 
 
 # ----------------------------------------------------------------------------- the phantom
@@ -374,12 +409,14 @@ class _Subject:
         self._anatomy_seq, field_seq, noise_seq = np.random.SeedSequence(seed).spawn(3)
         self.geometry = geometry
         scale = geometry.body_scale
-        shape = geometry.rendered_shape
+        shape = geometry.outline_shape
         self.spacing = tuple(s / scale for s in geometry.spacing)
         self.fields = _Fields(np.random.default_rng(field_seq), shape,
-                              tuple(n * s for n, s in zip(shape, self.spacing)))
+                              tuple(n * s for n, s in zip(shape, self.spacing)), geometry.crop)
         self._noise = np.random.default_rng(noise_seq)
-        self._patient = geometry.rendered_coordinates()
+        z, y, x = geometry.outline_coordinates()
+        self._outline_yx = (y / np.float32(scale), x / np.float32(scale))  # model mm
+        self._patient = (z, y[geometry.crop[0]], x[geometry.crop[1]])
         self._model = tuple(c / np.float32(scale) for c in self._patient)
 
     def _start(self, rows: slice) -> None:
@@ -404,9 +441,39 @@ class _Subject:
         self.image[mask] = np.broadcast_to(hu, self.image.shape)[mask] if isinstance(hu, np.ndarray) else hu
         self.labels[mask] = PHANTOM_LABELS[label]
 
+    def _box(self, low: np.ndarray, high: np.ndarray) -> tuple[slice, slice, slice] | None:
+        """Index box of the voxels whose displaced coordinates can lie between ``low`` and
+        ``high`` ((z, y, x) mm), or None if there are none."""
+        box = []
+        for axis, lo, hi in zip((self.z, self.y, self.x), low, high):
+            inside = np.flatnonzero((axis.ravel() >= lo - _DEFORM_MAX_MM) & (axis.ravel() <= hi + _DEFORM_MAX_MM))
+            if inside.size == 0:
+                return None
+            box.append(slice(int(inside[0]), int(inside[-1]) + 1))
+        return tuple(box)
+
     def ellipsoid(self, center: tuple[float, float, float], radii: tuple[float, float, float],
                   yaw_deg: float = 0.0, tilt_deg: float = 0.0) -> np.ndarray:
-        return _ellipsoid(self.zd, self.yd, self.xd, center, radii, yaw_deg, tilt_deg)
+        """``_ellipsoid`` on the displaced coordinates, evaluated where it is at most 3 (every
+        test against it thresholds lower), +inf elsewhere: only the box around the centre is
+        computed."""
+        result = np.full(self.shape, np.inf, dtype=np.float32)
+        reach = math.sqrt(_ELLIPSOID_REACH) * max(radii)
+        box = self._box(np.array(center) - reach, np.array(center) + reach)
+        if box is not None:
+            result[box] = _ellipsoid(self.zd[box], self.yd[box], self.xd[box], center, radii, yaw_deg, tilt_deg)
+        return result
+
+    def distance_to_polyline(self, points: np.ndarray, reach: float) -> np.ndarray:
+        """Distance (mm) of the displaced coordinates to a polyline of (z, y, x) mm points where
+        it is below ``reach``, +inf elsewhere: only boxes around the segments are computed."""
+        best = np.full(self.shape, np.inf, dtype=np.float32)
+        for a, b in zip(points[:-1], points[1:]):
+            box = self._box(np.minimum(a, b) - reach, np.maximum(a, b) + reach)
+            if box is not None:
+                np.minimum(best[box], _distance_to_segment(self.zd[box], self.yd[box], self.xd[box], a, b),
+                           out=best[box])
+        return best
 
     def anatomy(self) -> None:
         self.body_wall()
@@ -437,12 +504,21 @@ class _Subject:
         self.ay_front = ay_front + extra
         self.ay_back = ay_front * _u(rng, 0.78, 0.9) + extra
         p_front, p_back = _u(rng, 2.0, 2.4), _u(rng, 2.6, 3.4)
-        behind = yd > self.cy
-        p = np.where(behind, p_back, p_front)
-        radius_y = np.where(behind, self.ay_back, self.ay_front)
-        self.body = (np.abs(xd - self.cx) / ax) ** p + (np.abs(yd - self.cy) / radius_y) ** p <= 1.0
-        sy, sx = self.spacing[1:]
-        self.depth = np.stack([ndimage.distance_transform_edt(s, sampling=(sy, sx)) for s in self.body])
+        outline_yd, outline_xd = yd, xd
+        if any(self.geometry.outline_margin):  # the body crosses the field of view
+            y, x = self._outline_yx
+            outline_yd, outline_xd = (
+                c + np.clip(_DEFORM_STD_MM * self.fields.whole_plane(index), -_DEFORM_MAX_MM, _DEFORM_MAX_MM)
+                for index, c in ((1, y.reshape(1, -1, 1)), (2, x.reshape(1, 1, -1))))
+        behind = outline_yd > self.cy
+        across = (np.abs(outline_xd - self.cx) / ax).astype(np.float64)
+        along = np.abs(outline_yd - self.cy).astype(np.float64)
+        body = np.empty(behind.shape, dtype=bool)
+        for side, p, radius_y in ((behind, p_back, self.ay_back), (~behind, p_front, self.ay_front)):
+            body[side] = across[side] ** p + (along[side] / radius_y) ** p <= 1.0
+        del across, along
+        self.depth = np.stack([_depth_below_surface(s, self.spacing[1:], self.geometry.crop) for s in body])
+        self.body = np.ascontiguousarray(body[(slice(None), *self.geometry.crop)])
         self.theta = np.arctan2(xd - self.cx, yd - self.cy)  # 0 at the posterior midline, +-pi in front
         self.fat_mm = _u(rng, 6, 14) + 0.55 * (self.ax - 120.0) + extra
         self.wall_mm = _u(rng, 8, 13)
@@ -540,7 +616,7 @@ class _Subject:
         path[:, 1:] += np.array([cy, cx])
         path += rng.uniform(-8, 8, size=path.shape)
         radius = _u(rng, 14, 21)
-        distance = _distance_to_polyline(self.zd, self.yd, self.xd, path)
+        distance = self.distance_to_polyline(path, radius)
         self.colon_mask = self.abdomen & (distance < radius)
         stool = np.where(self.fields(8.0) > _u(rng, 0.0, 0.8), AIR_HU, _u(rng, -120, 0) + 40.0 * self.fields(5.0))
         self.paint(self.colon_mask, self.hu.muscle + 10.0)
@@ -715,21 +791,19 @@ class _Subject:
 
     def chunks(self) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
         """The scan in consecutive chunks of slices: ``(slices, image, labels)``, the image in
-        float32 HU and the labels uint8, cropped in-plane to ``geometry.shape``.
+        float32 HU and the labels uint8.
 
         Each chunk paints the anatomy on its slices plus a margin of slices on either side,
         adds the low-frequency texture inside the body (and the table), blurs with the point
-        spread function, crops the margin, adds in-plane correlated noise and clips at the
+        spread function, drops the margin, adds in-plane correlated noise and clips at the
         scanner's lower bound. The margin covers the blur's reach and the stomach wall's
         erosion, so the chunks are exactly the slices of the whole volume drawn at once.
         """
         geometry = self.geometry
-        depth, height, width = geometry.rendered_shape
+        depth, height, width = geometry.outline_shape
         sigma = [f / 2.3548 / s for f, s in zip(geometry.psf_fwhm_mm, geometry.spacing)]
         margin = int(4.0 * sigma[0] + 0.5) + 1  # gaussian_filter's reach (truncate=4) + 1 for the erosion
         step = max(1, _CHUNK_VOXELS // (height * width) - 2 * margin)
-        ylo, _, xlo, _ = geometry.render_margin
-        crop = (slice(ylo, ylo + geometry.shape[1]), slice(xlo, xlo + geometry.shape[2]))
         for start in range(0, depth, step):
             stop = min(depth, start + step)
             low, high = max(0, start - margin), min(depth, stop + margin)
@@ -739,7 +813,7 @@ class _Subject:
                 self.table()
             image = self.image + np.where(self.body, geometry.texture_std * self.fields(30.0), 0.0)
             image = ndimage.gaussian_filter(image.astype(np.float32), sigma)
-            keep = (slice(start - low, stop - low), *crop)
+            keep = slice(start - low, stop - low)
             image, labels = image[keep], self.labels[keep]
             noise = self._noise.standard_normal(image.shape, dtype=np.float32)
             noise = ndimage.gaussian_filter(noise, (0.0, _NOISE_SIGMA_VOXELS, _NOISE_SIGMA_VOXELS))

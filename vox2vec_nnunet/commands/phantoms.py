@@ -3,7 +3,12 @@ dataset (SPEC section 3), labeled cases in imagesTr/labelsTr and unlabeled ones 
 self-supervised pre-training) in imagesTs.
 
     vox2vec_nnunet_phantoms -d 501 -n 10 --unlabeled 20 --seed 0 [--name Phantoms]
-                            [--spacing Z Y X] [--raw DIR] [--overwrite] [-np N]
+                            [--spacing Z Y X | --clinical [--downsample F]] [--raw DIR]
+                            [--overwrite] [-np N]
+
+``--clinical`` draws every case's scan as a scanner writes it (512 x 512 pixels, 100-600
+slices, bodies from a child to a large adult, the patient table, small fields of view;
+:mod:`vox2vec_nnunet.clinical_phantoms`) and prints each case's geometry.
 """
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ import os
 import sys
 from pathlib import Path
 
-from vox2vec_nnunet.phantoms import PHANTOM_LABELS, PhantomConfig, write_nnunet_raw_dataset
+from vox2vec_nnunet.clinical_phantoms import ClinicalConfig, describe
+from vox2vec_nnunet.phantoms import PHANTOM_LABELS, PhantomConfig, case_seed, write_nnunet_raw_dataset
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,9 +34,15 @@ def _parser() -> argparse.ArgumentParser:
                         help="unlabeled cases, written to imagesTs (for pre-training); default 0")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed; case i is subject (seed, i); default 0")
     parser.add_argument("--name", default="Phantoms", help="dataset name; default Phantoms")
-    parser.add_argument("--spacing", type=float, nargs=3, metavar=("Z", "Y", "X"),
-                        default=PhantomConfig().spacing,
-                        help="voxel spacing in mm, slice axis first; default %(default)s")
+    parser.add_argument("--spacing", type=float, nargs=3, metavar=("Z", "Y", "X"), default=None,
+                        help=f"voxel spacing in mm, slice axis first; default {PhantomConfig().spacing}")
+    parser.add_argument("--clinical", action="store_true",
+                        help="clinical scans: per case 512 x 512 pixels of 0.6-0.9 mm (or a 180-230 mm "
+                             "field of view around the kidneys), 100-600 slices of 0.6-5 mm, bodies 170-400 mm "
+                             "wide, the patient table in most (up to 600 MB of int16 per image)")
+    parser.add_argument("--downsample", type=int, default=1, metavar="F",
+                        help="with --clinical: sample each scan F times coarser along every axis (same field "
+                             "of view and subject; for quick looks and tests); default 1")
     parser.add_argument("--raw", type=Path, default=None, metavar="DIR",
                         help="nnU-Net raw folder to write into; default $nnUNet_raw")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
@@ -51,7 +63,18 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raw = Path(env)
     try:
-        config = PhantomConfig(spacing=tuple(args.spacing))
+        if args.clinical and args.spacing is not None:
+            raise ValueError("--spacing and --clinical exclude each other (clinical scans draw their spacing)")
+        if args.downsample != 1 and not args.clinical:
+            raise ValueError("--downsample applies to --clinical scans only")
+        config = (ClinicalConfig(downsample=args.downsample) if args.clinical
+                  else PhantomConfig(spacing=tuple(args.spacing or PhantomConfig().spacing)))
+        cases = args.num_labeled + args.unlabeled
+        if args.clinical and cases >= 1:
+            print(f"Clinical scans{f' (downsampled {args.downsample}x)' if args.downsample > 1 else ''}:")
+            for i in range(cases):
+                seed = case_seed(args.seed, i)
+                print(f"  phantom_{i:04d}: {describe(config.case_geometry(seed), seed)}")
         raw.mkdir(parents=True, exist_ok=True)
         folder = write_nnunet_raw_dataset(raw, args.dataset_id, args.name, args.num_labeled,
                                           num_unlabeled=args.unlabeled, seed=args.seed, config=config,
@@ -64,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  imagesTr + labelsTr: {args.num_labeled} labeled cases")
     if args.unlabeled:
         print(f"  imagesTs: {args.unlabeled} unlabeled cases (for pre-training)")
-    print(f"  shape (z, y, x) {config.shape}, spacing {config.spacing} mm, labels {PHANTOM_LABELS}")
+    if args.clinical:
+        print(f"  clinical scans (geometry above and in dataset.json), labels {PHANTOM_LABELS}")
+    else:
+        print(f"  shape (z, y, x) {config.shape}, spacing {config.spacing} mm, labels {PHANTOM_LABELS}")
     print(f"Next: nnUNetv2_plan_and_preprocess -d {args.dataset_id} --verify_dataset_integrity")
     return 0
 

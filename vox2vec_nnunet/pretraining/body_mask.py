@@ -13,6 +13,15 @@ frame of air, so that air touching the in-plane border of any slice is reached f
 corner even when the patient fills the corner itself. The slice axis is not padded: air
 enclosed in-plane (lungs, bowel gas) stays body even where it touches the first or last
 slice. Background voxels are never sampled for the contrastive loss.
+
+What is not outside air may still not be the patient: the patient table (and its shells
+around a foam core, and anything else separated from the patient by air, such as a blanket
+or a cable) lies below the patient with a mattress and air between them. Of the connected
+parts that are not outside air, only the one holding the most tissue (voxels at or above
+-500 HU) is the body; the others are background. The reference implementation keeps them,
+so it samples positions on the table; this is a deliberate difference (README,
+"Faithfulness"). A body part separated from the trunk by air in every slice (an arm held
+beside the body) is dropped with them.
 """
 import cc3d
 import numpy as np
@@ -36,15 +45,23 @@ def body_mask(image_hu: np.ndarray) -> np.ndarray:
 
     SPEC "Body mask": air = HU < -500; pad air by one voxel with True on the two in-plane
     axes; the connected component (full, 26-connectivity) of the corner voxel is the
-    outside air; remove the padding; body = not outside air. Enclosed air (lungs, bowel
-    gas) therefore counts as body.
+    outside air; remove the padding; not outside air = candidate body. Enclosed air (lungs,
+    bowel gas) therefore counts as body. Then, of the connected parts (26-connectivity) of
+    the candidate body, the one with the most voxels at or above -500 HU is the body; the
+    others (the patient table, module docstring) are background.
     """
     image_hu = _check_volume(image_hu)
     air = image_hu < BODY_THRESHOLD_HU
     framed_air = np.pad(air, ((0, 0), (1, 1), (1, 1)), mode="constant", constant_values=True)
     labels = cc3d.connected_components(framed_air, connectivity=26)
-    outside_air = labels == labels[0, 0, 0]
-    return ~outside_air[:, 1:-1, 1:-1]
+    candidate = labels[:, 1:-1, 1:-1] != labels[0, 0, 0]
+    del framed_air, labels
+    parts, count = cc3d.connected_components(candidate, connectivity=26, return_N=True)
+    if count <= 1:
+        return candidate
+    tissue = np.bincount(parts[~air], minlength=count + 1)
+    tissue[0] = 0
+    return parts == np.argmax(tissue)
 
 
 def body_bounding_box(image_hu: np.ndarray, threshold: float = BODY_THRESHOLD_HU) -> tuple[slice, ...]:
