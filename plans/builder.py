@@ -136,9 +136,15 @@ def build_plans(dataset_name: str, plans_name: str, configurations: dict[str, Co
 
 
 def slice_axis_first(spacing: Sequence[float]) -> list[int]:
-    """``transpose_forward`` that puts the coarsest (slice) axis first, keeping the others' order.
+    """``transpose_forward`` that puts the slice axis first, keeping the others' order.
 
-    Ties go to the first axis, which for nnU-Net's SimpleITK reader is z.
+    The slice axis is the reader's first axis (z for nnU-Net's SimpleITK and nibabel readers)
+    unless another axis is more than twice as coarse (thick slices stored in another
+    orientation). The coarsest axis alone would be wrong for thin-slice CT, whose slices are
+    often thinner than its pixels are wide (0.625 mm slices of 0.75 mm pixels): an in-plane
+    axis would then get the 2 mm spacing of the plans.
     """
-    slice_axis = int(np.argmax(np.asarray(spacing)))
+    spacing = np.asarray(spacing, dtype=float)
+    coarsest = int(np.argmax(spacing))
+    slice_axis = coarsest if spacing[coarsest] > 2.0 * spacing[0] else 0
     return [slice_axis] + [a for a in range(3) if a != slice_axis]

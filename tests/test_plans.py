@@ -74,7 +74,8 @@ def test_overrides_and_their_validation():
 
 
 @pytest.mark.parametrize("spacing, expected", [((3.0, 0.8, 0.8), [0, 1, 2]), ((0.8, 0.8, 3.0), [2, 0, 1]),
-                                               ((1.0, 1.0, 1.0), [0, 1, 2])])
+                                               ((1.0, 1.0, 1.0), [0, 1, 2]), ((0.625, 0.72, 0.72), [0, 1, 2]),
+                                               ((0.5, 0.98, 0.98), [0, 1, 2]), ((0.7, 2.5, 0.7), [1, 0, 2])])
 def test_slice_axis_goes_first(spacing, expected):
     assert slice_axis_first(spacing) == expected
 
