@@ -8,13 +8,14 @@ Example::
 from __future__ import annotations
 
 import argparse
+import time
 from collections import Counter
 from pathlib import Path
 
 from vox2vec_nnunet.commands.settings_options import add_settings_options, settings_from_options
 from vox2vec_nnunet.errors import Vox2VecError, command
 from vox2vec_nnunet.nnunet_env import dataset_name, require_path_variable
-from vox2vec_nnunet.pretraining.prepare import (prepare_pretraining_dataset, tasks_from_folder,
+from vox2vec_nnunet.pretraining.prepare import (prepare_pretraining_dataset, run_summary, tasks_from_folder,
                                                 tasks_from_raw_dataset, unique_tasks, write_dataset_files)
 from vox2vec_nnunet_plans.builder import PRETRAINING_CONFIGURATION, default_settings
 
@@ -61,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         raise Vox2VecError("the sources hold no CT image files")
     print(f"{len(tasks)} images from {len(args.datasets) + len(args.folders)} sources -> {name} "
           f"(spacing {list(settings.spacing)} mm, patch {list(settings.patch_size)}, {args.num_processes} processes)")
+    start = time.perf_counter()
     results = prepare_pretraining_dataset(tasks, preprocessed_root / name, args.plans_name, settings,
                                           args.num_processes)
+    seconds = time.perf_counter() - start
     skipped = [r for r in results if r.status == "skipped"]
     for r in skipped:
         print(f"skipped {r.image_file}: {r.reason}")
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = Counter(r.status for r in results)
     print(f"\nSummary: {counts['done']} prepared, {counts['already done']} already done, {counts['skipped']} skipped "
           f"of {len(results)}. Report: {preprocessed_root / name / 'vox2vec_preparation_report.json'}")
+    print("\n".join(run_summary(results, seconds, args.num_processes)))
     print(f"Pre-train with: nnUNetv2_train {args.output_id} {PRETRAINING_CONFIGURATION} all -p {args.plans_name} "
           f"-tr Vox2VecPretrainTrainer")
     return 0

@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import resource
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -50,6 +51,8 @@ class CaseResult:
     status: str  # "done", "skipped" or "already done"
     reason: str = ""
     shape: tuple[int, ...] = ()
+    worker: int = 0  # process id of the worker that prepared it
+    peak_rss_mib: float = 0.0  # that worker's peak resident memory after this case (ru_maxrss)
 
 
 def file_stem(path: Path) -> str:
@@ -154,8 +157,16 @@ def prepare_case(task: CaseTask, output_folder: str, settings: ConfigurationSett
     return CaseResult(task.identifier, task.image_file, "done", shape=tuple(int(s) for s in hu.shape))
 
 
-def _prepare_case_star(args: tuple) -> CaseResult:
-    return prepare_case(*args)
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, MiB (``getrusage`` ``ru_maxrss``: all
+    memory the process held, including SimpleITK's, blosc2's and cc3d's buffers that Python's
+    allocator and tracemalloc do not see)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _prepare_case_measured(args: tuple) -> CaseResult:
+    """:func:`prepare_case` and the worker's peak memory after it."""
+    return replace(prepare_case(*args), worker=os.getpid(), peak_rss_mib=peak_rss_mib())
 
 
 def unique_tasks(tasks: Iterable[CaseTask]) -> list[CaseTask]:
@@ -188,10 +199,10 @@ def prepare_pretraining_dataset(tasks: list[CaseTask], preprocessed_folder: Path
     args = [(t, str(data_folder), settings) for t in todo]
     progress = dict(total=len(todo), desc="Preparing pre-training cases", unit="case")
     if num_processes <= 1:
-        results += [prepare_case(*a) for a in tqdm(args, **progress)]
+        results += [_prepare_case_measured(a) for a in tqdm(args, **progress)]
     else:
         with multiprocessing.get_context("spawn").Pool(num_processes) as pool:
-            results += list(tqdm(pool.imap_unordered(_prepare_case_star, args), **progress))
+            results += list(tqdm(pool.imap_unordered(_prepare_case_measured, args), **progress))
     return results
 
 
@@ -226,3 +237,26 @@ def write_dataset_files(raw_folder: Path, preprocessed_folder: Path, plans_name:
     (preprocessed_folder / "dataset_fingerprint.json").write_text(json.dumps(fingerprint, indent=2))
     report = {"settings": asdict(settings), "cases": [asdict(r) for r in results]}
     (preprocessed_folder / REPORT_FILE).write_text(json.dumps(report, indent=2))
+
+
+def run_summary(results: list[CaseResult], seconds: float, num_processes: int) -> list[str]:
+    """Lines about a preparation run: cases per minute, and the peak memory of every worker
+    process (its maximum resident set size, :func:`peak_rss_mib`; it includes the about
+    0.3 GiB of the loaded libraries, and it is the figure a memory limit of the machine or
+    the job scheduler sees)."""
+    worked = [r for r in results if r.status in ("done", "skipped")]
+    done = sum(r.status == "done" for r in worked)
+    lines = [f"Throughput: {done} cases prepared ({len(worked) - done} skipped) in {seconds / 60:.1f} min with "
+             f"{num_processes} worker process{'es' if num_processes > 1 else ''}: {60 * done / max(seconds, 1e-9):.2f} "
+             f"cases/min"]
+    peaks: dict[int, CaseResult] = {}
+    for r in worked:
+        if r.worker not in peaks or r.peak_rss_mib > peaks[r.worker].peak_rss_mib:
+            peaks[r.worker] = r
+    if peaks:
+        lines.append("Peak memory per worker (maximum resident set size of the process, getrusage):")
+        for r in sorted(peaks.values(), key=lambda r: -r.peak_rss_mib):
+            cases = sum(w.worker == r.worker for w in worked)
+            lines.append(f"  worker {r.worker}: {r.peak_rss_mib / 1024:.2f} GiB over {cases} case(s), reached by "
+                         f"{r.identifier} ({r.image_file})")
+    return lines
