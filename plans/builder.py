@@ -102,6 +102,7 @@ def configuration_entry(name: str, plans_name: str, settings: ConfigurationSetti
         "normalization_schemes": [settings.normalization_scheme] * num_channels,
         "use_mask_for_norm": [False] * num_channels,
         **load_template()["resampling"],
+        **{k: v for k, v in load_template()["resampling_overrides"].get(name, {}).items() if k != "description"},
         "architecture": fpn_architecture(settings.head, settings.base_channels, settings.num_levels),
         "batch_dice": settings.batch_dice,
     }

@@ -41,6 +41,21 @@ def test_pretraining_configuration_keeps_hounsfield_units():
     assert cfg["batch_size"] == 10 and cfg["patch_size"] == [32, 128, 128]
 
 
+def test_pretraining_data_is_resampled_linearly_in_float32():
+    """Pre-training images: nnU-Net's torch resampling (linear, float32, as the reference's
+    order-1 zoom); segmentation data keeps nnU-Net's default cubic spline."""
+    manager = PlansManager(paper_plans())
+    pretraining = manager.get_configuration(PRETRAINING_CONFIGURATION)
+    assert pretraining.configuration["resampling_fn_data"] == "resample_torch_fornnunet"
+    assert pretraining.configuration["resampling_fn_seg"] == "no_resampling_hack"
+    segmentation = manager.get_configuration(SEGMENTATION_CONFIGURATION)
+    assert segmentation.configuration["resampling_fn_data_kwargs"]["order"] == 3
+    image = np.arange(4 * 6 * 6, dtype=np.float32).reshape(1, 4, 6, 6)  # linear in every axis
+    resampled = pretraining.resampling_fn_data(image, [2, 3, 3], [1.0, 1.0, 1.0], [2.0, 2.0, 2.0])
+    assert resampled.dtype == np.float32 and resampled.shape == (1, 2, 3, 3)
+    np.testing.assert_allclose(resampled[0, :, 1, 1], image[0, [0, 2], 2, 2] + 0.5 * (36 + 6 + 1))
+
+
 def test_nnunet_builds_our_network_from_the_plans():
     manager = PlansManager(paper_plans())
     configuration = manager.get_configuration(SEGMENTATION_CONFIGURATION)
