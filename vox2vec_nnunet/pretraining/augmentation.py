@@ -173,7 +173,8 @@ class IntensityAugmentation:
     def apply(self, patches: torch.Tensor, params: IntensityAugmentationParameters,
               generators: Sequence[torch.Generator]) -> torch.Tensor:
         """Augment HU ``patches`` with the given parameters; each noisy patch draws its noise
-        from its generator (after its parameters, when they were drawn from it).
+        from its generator (on the patches' device; after its parameters, when they were drawn
+        from it).
 
         ``patches`` is left unchanged; the result is a new tensor.
         """
@@ -191,8 +192,9 @@ class IntensityAugmentation:
 
         noisy = (params.noise_std_hu > 0).nonzero().squeeze(1)
         if noisy.numel() > 0:
-            noise = torch.stack([torch.randn(x.shape[1:], generator=generators[b], device=generators[b].device,
-                                             dtype=x.dtype) for b in noisy.tolist()]).to(x.device)
+            noise = torch.empty((noisy.numel(), *x.shape[1:]), device=x.device, dtype=x.dtype)
+            for row, b in enumerate(noisy.tolist()):
+                noise[row].normal_(generator=generators[b])
             x.index_add_(0, noisy, noise.mul_(params.noise_std_hu[noisy].view(-1, 1, 1, 1, 1).to(x.dtype)))
 
         low = params.window_low_hu.view(-1, 1, 1, 1, 1).to(x.dtype)
