@@ -203,6 +203,10 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
                                f"got {self.run_seed!r}")
 
     def initialize(self) -> None:
+        if self.snapshot_every is not None and (isinstance(self.snapshot_every, bool) or
+                                                not isinstance(self.snapshot_every, int) or self.snapshot_every < 1):
+            raise Vox2VecError(f"{type(self).__name__}.snapshot_every must be None or a positive number of epochs, "
+                               f"got {self.snapshot_every!r}")
         self._resolve_seed()
         torch.manual_seed(self.run_seed)  # a repeatable initialisation of the network
         super().initialize()
@@ -233,10 +237,6 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
     def get_dataloaders(self):
         """The training batches in iteration order (batchgenerators' ordered augmenter), from the
         iteration the run is at; no validation loader."""
-        if self.snapshot_every is not None and (isinstance(self.snapshot_every, bool) or
-                                                not isinstance(self.snapshot_every, int) or self.snapshot_every < 1):
-            raise Vox2VecError(f"{type(self).__name__}.snapshot_every must be None or a positive number of epochs, "
-                               f"got {self.snapshot_every!r}")
         keys, _ = self.do_split()
         dataset = self.dataset_class(self.preprocessed_dataset_folder, keys)
         patch_size = self.configuration_manager.patch_size
@@ -247,8 +247,8 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
             loader = Vox2VecPairDataLoader(dataset, self.num_volumes, self.num_positions, patch_size,
                                            seed=self.run_seed, rank=rank, world_size=world_size, start_iteration=start,
                                            num_threads_in_multithreaded=max(1, workers))
-        except ValueError as error:
-            raise Vox2VecError(f"{self.preprocessed_dataset_folder}: {error}") from None
+        except ValueError as error:  # names the case or the setting
+            raise Vox2VecError(str(error)) from None
         self._next_iteration = start
         on_device = self._uses_device_augmentation()
         transform = None if on_device else AugmentInWorkers(self.augmentation)
