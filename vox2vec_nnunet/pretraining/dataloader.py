@@ -32,6 +32,7 @@ augments them, in the CPU workers or on the training device.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import warnings
 from typing import Any, Sequence
@@ -187,12 +188,20 @@ class Vox2VecPairDataLoader(DataLoader):
                                  f"{self.num_positions} (it skips such scans) or remove the case")
 
     def set_thread_id(self, thread_id: int) -> None:
-        """Called by batchgenerators' augmenters in each worker: worker t starts at iteration start + t."""
+        """Called by batchgenerators' augmenters in each worker: worker t starts at iteration start + t.
+
+        In a worker process torch also gets one thread (nnU-Net's non-deterministic augmenter
+        does that itself, the ordered one does not): the workers share the cores with the
+        training process, and handing a batch's tensors to the main process copies them into
+        shared memory, which with several threads per worker waits on busy cores.
+        """
         if not 0 <= thread_id < self.number_of_threads_in_multithreaded:
             raise ValueError(f"worker {thread_id} of a loader made for {self.number_of_threads_in_multithreaded} "
                              f"workers; pass num_threads_in_multithreaded = the augmenter's number of workers")
         super().set_thread_id(thread_id)
         self.next_iteration = self.start_iteration + thread_id
+        if multiprocessing.parent_process() is not None:
+            torch.set_num_threads(1)
 
     def generate_train_batch(self) -> dict:
         iteration = self.next_iteration

@@ -39,7 +39,6 @@ CPU so that ``-pretrained_weights`` loads them on any machine.
 """
 from __future__ import annotations
 
-import multiprocessing
 import secrets
 from pathlib import Path
 from time import time
@@ -114,17 +113,14 @@ class AugmentInWorkers:
     """batchgenerators transform: the intensity augmentation, run in the CPU data workers.
 
     Each view is augmented with the per-patch seeds the batch carries; it adds
-    ``augmented = True`` to the batch. In a worker process torch runs on one thread.
+    ``augmented = True`` to the batch. (In a worker process the loader has set torch to one
+    thread.)
     """
 
     def __init__(self, augmentation: IntensityAugmentation) -> None:
         self.augmentation = augmentation
-        self.threads_set = False
 
     def __call__(self, **batch) -> dict:
-        if not self.threads_set and multiprocessing.parent_process() is not None:
-            torch.set_num_threads(1)  # the workers share the cores with the training process
-            self.threads_set = True
         for view, key in enumerate(("patches1", "patches2")):
             batch[key] = self.augmentation(batch[key], batch["augmentation_seeds"][:, view])
         batch["augmented"] = True
