@@ -16,6 +16,10 @@ the augmentation runs where it is cheapest, on the GPU in the training step when
 otherwise in the CPU workers (``augment_on_device``), so the model does not wait for data. On
 CUDA the backbone runs in bfloat16 autocast with projector and loss in float32
 (``backbone_autocast``); both settings can be forced on the CPU, where the tests run them.
+With CUDA the augmenter pins the batches' memory and the step copies them with
+``non_blocking=True``; torch 2.14 cannot pin memory without an accelerator
+(``Tensor.pin_memory()`` raises), so on the CPU the same step runs with unpinned batches, whose
+``non_blocking`` copies to the CPU are no-ops.
 
 Repeatable runs: every batch, and every patch's augmentation, is a pure function of the run's
 ``seed`` and the global iteration (see the data loader), whatever the number of processes and
