@@ -310,10 +310,12 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
             f"loss {value('train_losses'):.4f}  cosine positive {value('positive_cosine'):.3f} negative "
             f"{value('negative_cosine'):.3f}  lr {value('lrs'):.2e}  epoch time {seconds:.1f} s "
             f"({self.num_iterations_per_epoch / seconds:.2f} it/s)")
-        if (self.current_epoch + 1) % self.save_every == 0 and self.current_epoch != self.num_epochs - 1:
-            self.save_checkpoint(f"{self.output_folder}/checkpoint_latest.pth")
+        # the snapshot first: a run stopped between the two resumes from the checkpoint before
+        # and writes the snapshot again, so no snapshot goes missing
         if self.snapshot_every and (self.current_epoch + 1) % self.snapshot_every == 0:
             self.save_snapshot()
+        if (self.current_epoch + 1) % self.save_every == 0 and self.current_epoch != self.num_epochs - 1:
+            self.save_checkpoint(f"{self.output_folder}/checkpoint_latest.pth")
         if self.local_rank == 0:
             self.logger.plot_progress_png(self.output_folder)
         self.current_epoch += 1
