@@ -194,7 +194,7 @@ def test_pretraining_is_seeded_resumes_exactly_and_loads_into_a_probe(ws):
     records = [torch.load(s, map_location="cpu", weights_only=True) for s in snapshots]
     assert [r["vox2vec"] for r in records] == [{"seed": 0, "iteration": 4 * e, "epoch": e} for e in (1, 2, 3)]
     assert all(torch.equal(v, weights[k]) for k, v in records[-1]["network_weights"].items())
-    assert not list((folder / "snapshots").glob(".*.tmp"))
+    assert not list((pretraining_folder(uninterrupted_results, PRE) / "snapshots").glob(".*.tmp"))
 
     probe = "Vox2VecTrainer_LinearProbe_Test"
     run(["nnUNetv2_train", DATASET, "3d_vox2vec", "0", "-p", "Vox2VecPlans", "-tr", probe, "-device", "cpu",
