@@ -6,13 +6,23 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from vox2vec_nnunet.pretraining.augmentation import IntensityAugmentation
+from vox2vec_nnunet.pretraining.augmentation import IntensityAugmentation, patch_generators
 
 FIXED_WINDOW = (-1350.0, 1000.0)
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
 
 
-def _generator(seed: int, device: str = "cpu") -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _seeds(first: int, count: int) -> list[int]:
+    """Per-patch seeds, as the data loader gives them (large, distinct)."""
+    return [int(s) for s in np.random.SeedSequence(first).generate_state(count, np.uint64) >> np.uint64(1)]
+
+
+def _parameters(aug: IntensityAugmentation, seeds: list[int]):
+    return aug.sample_parameters(patch_generators(seeds, "cpu"), "cpu")
 
 
 def _to_hu(out: torch.Tensor, low: float = FIXED_WINDOW[0], high: float = FIXED_WINDOW[1]) -> np.ndarray:
@@ -22,7 +32,7 @@ def _to_hu(out: torch.Tensor, low: float = FIXED_WINDOW[0], high: float = FIXED_
 def test_output_in_unit_range_keeps_shape_dtype_and_input() -> None:
     patches = (torch.rand(6, 1, 5, 20, 24, generator=_generator(0)) * 4000 - 2000)
     before = patches.clone()
-    out = IntensityAugmentation()(patches, _generator(1))
+    out = IntensityAugmentation()(patches, _seeds(1, 6))
     assert out.shape == patches.shape and out.dtype == torch.float32 and out.device == patches.device
     assert out.min() >= 0 and out.max() <= 1
     assert 0 < out.mean() < 1
@@ -32,7 +42,7 @@ def test_output_in_unit_range_keeps_shape_dtype_and_input() -> None:
 def test_parameter_ranges_and_branch_probabilities() -> None:
     aug = IntensityAugmentation()
     n = 20000
-    p = aug.sample_parameters(n, _generator(0), "cpu")
+    p = _parameters(aug, _seeds(0, n))
     blur, sharpen = p.blur.numpy(), p.sharpen.numpy()
     assert not (blur & sharpen).any()
     filtered = blur | sharpen
@@ -59,8 +69,8 @@ def test_window_recovered_from_a_ramp() -> None:
     aug = IntensityAugmentation(filter_p=0.0, noise_p=0.0)
     hu = torch.linspace(-1500.0, 1100.0, 2601)
     patches = hu.view(1, 1, 1, 1, -1).expand(64, 1, 2, 3, -1).contiguous()
-    params = aug.sample_parameters(64, _generator(5), "cpu")
-    out = aug(patches, _generator(5))[:, 0, 0, 0].double()
+    params = _parameters(aug, _seeds(5, 64))
+    out = aug(patches, _seeds(5, 64))[:, 0, 0, 0].double()
     windowed = 0
     for row, low, high in zip(out, params.window_low_hu.tolist(), params.window_high_hu.tolist()):
         inside = (row > 0) & (row < 1)
@@ -76,8 +86,8 @@ def test_window_recovered_from_a_ramp() -> None:
 
 def test_noise_std_matches_the_drawn_parameter() -> None:
     aug = IntensityAugmentation(filter_p=0.0, window_p=0.0)
-    params = aug.sample_parameters(200, _generator(3), "cpu")
-    out = aug(torch.zeros(200, 1, 8, 32, 32), _generator(3))
+    params = _parameters(aug, _seeds(3, 200))
+    out = aug(torch.zeros(200, 1, 8, 32, 32), _seeds(3, 200))
     measured = _to_hu(out).reshape(200, -1).std(axis=1)
     expected = params.noise_std_hu.numpy()
     np.testing.assert_allclose(measured, expected, rtol=0.03, atol=1e-3)
@@ -89,10 +99,10 @@ def test_blur_is_in_plane_only() -> None:
     aug = IntensityAugmentation(filter_p=1.0, blur_given_filter_p=1.0, noise_p=0.0, window_p=0.0)
     patches = torch.zeros(8, 1, 5, 25, 25)
     patches[:, 0, 2, 12, 12] = 1000.0
-    sigma = aug.sample_parameters(8, _generator(7), "cpu").filter_sigma.numpy()
-    taps = np.arange(-math.ceil(3 * sigma.max()), math.ceil(3 * sigma.max()) + 1)  # one radius per batch
-    hu = _to_hu(aug(patches, _generator(7)))[:, 0]
+    sigma = _parameters(aug, _seeds(7, 8)).filter_sigma.numpy()
+    hu = _to_hu(aug(patches, _seeds(7, 8)))[:, 0]
     for volume, s in zip(hu, sigma):
+        taps = np.arange(-math.ceil(3 * s), math.ceil(3 * s) + 1)  # each patch its own radius
         assert np.abs(np.delete(volume, 2, axis=0)).max() < 1e-3  # no spread along z
         plane = volume[2]
         assert plane.sum() == pytest.approx(1000.0, rel=1e-4)
@@ -102,44 +112,66 @@ def test_blur_is_in_plane_only() -> None:
         kernel = np.exp(-0.5 * (taps / s) ** 2)
         kernel /= kernel.sum()
         np.testing.assert_allclose(profile[12 + taps], kernel, atol=1e-5)  # the sampled Gaussian of sigma s
-        assert (profile * (np.arange(25) - 12) ** 2).sum() == pytest.approx(s ** 2, rel=0.1)
+        assert np.abs(np.delete(profile, 12 + taps)).max() < 1e-6  # nothing beyond its radius
+        if s >= 0.7:  # a sampled Gaussian's variance is sigma^2 unless sigma is well below a voxel
+            assert (profile * (np.arange(25) - 12) ** 2).sum() == pytest.approx(s ** 2, rel=0.1)
 
 
 @pytest.mark.parametrize("blur_given_filter_p", [1.0, 0.0], ids=["blur", "sharpen"])
 def test_filters_match_scipy(blur_given_filter_p: float) -> None:
-    """One patch at a time (radius ceil(3 sigma)) against scipy with replicate ("nearest") padding."""
+    """A batch of patches (radius ceil(3 sigma) each) against scipy with replicate ("nearest") padding."""
     aug = IntensityAugmentation(filter_p=1.0, blur_given_filter_p=blur_given_filter_p, noise_p=0.0,
                                 window_p=0.0, fixed_window_hu=(-5000.0, 5000.0))
-    rng = np.random.default_rng(0)
-    for seed in range(4):
-        x = rng.normal(0, 200, (1, 1, 4, 24, 24))
-        p = aug.sample_parameters(1, _generator(seed), "cpu")
-        out = aug(torch.from_numpy(x).float(), _generator(seed)).double().numpy()[0, 0] * 10000 - 5000
+    x = np.random.default_rng(0).normal(0, 200, (6, 1, 4, 24, 24))
+    seeds = _seeds(11, 6)
+    p = _parameters(aug, seeds)
+    out = aug(torch.from_numpy(x).float(), seeds).double().numpy()[:, 0] * 10000 - 5000
 
-        def blur(v: np.ndarray, s: float) -> np.ndarray:
-            r = math.ceil(3 * s)
-            return gaussian_filter(v, (0, s, s), mode="nearest", radius=(0, r, r))
+    def blur(v: np.ndarray, s: float) -> np.ndarray:
+        r = math.ceil(3 * s)
+        return gaussian_filter(v, (0, s, s), mode="nearest", radius=(0, r, r))
 
-        b = blur(x[0, 0], float(p.filter_sigma[0]))
-        expected = b if blur_given_filter_p else b + float(p.sharpen_alpha[0]) * (b - blur(b, 0.5))
-        np.testing.assert_allclose(out, expected, atol=0.05 if blur_given_filter_p else 0.5)
+    for i in range(6):
+        b = blur(x[i, 0], float(p.filter_sigma[i]))
+        expected = b if blur_given_filter_p else b + float(p.sharpen_alpha[i]) * (b - blur(b, 0.5))
+        np.testing.assert_allclose(out[i], expected, atol=0.05 if blur_given_filter_p else 0.5)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("generator_device", ["cpu", "cuda"])
-def test_cuda_patches(generator_device: str) -> None:
-    patches = torch.rand(4, 1, 4, 16, 16, device="cuda") * 3000 - 1500
-    out = IntensityAugmentation(filter_p=1.0, noise_p=1.0)(patches, _generator(0, generator_device))
-    assert out.device == patches.device and out.shape == patches.shape
+@pytest.mark.parametrize("device", DEVICES)
+def test_patches_on_the_device_are_repeatable(device: str) -> None:
+    """The training step's path (patches and generators on the training device); on the CPU
+    it is the twin of the CUDA path."""
+    patches = (torch.rand(6, 1, 4, 16, 16, generator=_generator(0)) * 3000 - 1500).to(device)
+    aug = IntensityAugmentation(filter_p=1.0, noise_p=1.0)
+    out = aug(patches, _seeds(2, 6))
+    assert out.device == patches.device and out.shape == patches.shape and out.dtype == torch.float32
     assert out.min() >= 0 and out.max() <= 1
+    assert torch.equal(out, aug(patches, _seeds(2, 6)))  # the same seeds, the same numbers
+    assert not torch.equal(out, aug(patches, _seeds(3, 6)))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_patch_depends_on_its_seed_only(device: str) -> None:
+    """Augmented in a batch or alone, in any order, a patch gets the same result: batches
+    split over workers or ranks augment every patch as one process would."""
+    patches = (torch.rand(8, 1, 4, 20, 20, generator=_generator(1)) * 3000 - 1500).to(device)
+    seeds = _seeds(4, 8)
+    aug = IntensityAugmentation()
+    batch = aug(patches, seeds)
+    for i in range(8):
+        torch.testing.assert_close(aug(patches[i:i + 1], seeds[i:i + 1])[0], batch[i], rtol=0, atol=1e-6)
+    order = [5, 2, 7, 0, 1, 6, 3, 4]
+    torch.testing.assert_close(aug(patches[order], [seeds[i] for i in order]), batch[order], rtol=0, atol=1e-6)
 
 
 def test_bad_input() -> None:
     aug = IntensityAugmentation()
     with pytest.raises(ValueError, match="shape"):
-        aug(torch.zeros(2, 4, 8, 8), _generator(0))
+        aug(torch.zeros(2, 4, 8, 8), [0, 1])
     with pytest.raises(ValueError, match="floating"):
-        aug(torch.zeros(2, 1, 4, 8, 8, dtype=torch.int16), _generator(0))
+        aug(torch.zeros(2, 1, 4, 8, 8, dtype=torch.int16), [0, 1])
+    with pytest.raises(ValueError, match="one seed per patch"):
+        aug(torch.zeros(2, 1, 4, 8, 8), [0, 1, 2])
     with pytest.raises(ValueError, match="probability"):
         IntensityAugmentation(noise_p=1.5)
     with pytest.raises(ValueError, match="low <= high"):

@@ -2,7 +2,7 @@
 
 One module-scoped workspace; the tests run in order and build on each other:
 plan -> train two folds -> predict -> find_best_configuration, then pre-training data ->
-pre-training (interrupted and resumed) -> probing from the pre-trained checkpoint.
+pre-training (seeded; interrupted and resumed to the same weights) -> probing from a snapshot.
 """
 from __future__ import annotations
 
@@ -110,30 +110,59 @@ def test_wrong_plans_and_missing_weights_get_clear_messages(ws):
     assert str(bad) in result.stderr and "weights_only=True" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_prepare_pretraining_skips_bad_scans_and_resumes(ws):
+def _write_ct(array: np.ndarray, path: Path) -> None:
+    image = sitk.GetImageFromArray(array.astype(np.float32))
+    image.SetSpacing((8.0, 8.0, 10.0))  # (x, y, z): the test plans' spacing, no resampling
+    sitk.WriteImage(image, str(path))
+
+
+def test_prepare_pretraining_skips_bad_scans_keeps_small_ones_and_resumes(ws):
     folder = ws["root"] / "more_ct"
     folder.mkdir()
     (folder / "broken.nii.gz").write_bytes(b"not an image")
     nan = np.zeros((20, 40, 40), np.float32)
     nan[5, 5, 5] = np.nan
     sitk.WriteImage(sitk.GetImageFromArray(nan), str(folder / "nan.mha"))
+    _, y, x = np.indices((4, 30, 30))
+    short = np.where(((y - 15) / 12) ** 2 + ((x - 15) / 11) ** 2 <= 1, 40.0, -1000.0)  # 4 slices: patch has 8
+    _write_ct(short, folder / "short.mha")
+    speck = np.full((20, 40, 40), -1000.0)
+    speck[8:11, 18:21, 18:21] = 40.0  # a body of 27 voxels: fewer than the trainer's m = 64
+    _write_ct(speck, folder / "speck.mha")
     args = ["vox2vec_nnunet_prepare_pretraining", "-d", DATASET, "--folders", folder, "-o", PRETRAIN,
-            "--spacing", *SPACING, "--patch_size", *PATCH, *FPN, "-np", "1"]
+            "--spacing", *SPACING, "--patch_size", *PATCH, *FPN, "--num_positions", "64", "-np", "1"]
     out = run(args, ws["env"]).stdout
-    assert "9 prepared" in out and "2 skipped" in out
+    assert "10 prepared" in out and "3 skipped" in out
     assert "broken.nii.gz: cannot be read" in out and "nan.mha: holds NaN" in out
+    assert "speck.mha: its body has 27 voxels" in out and "fewer than the m = 64 distinct positions" in out
     data = ws["pre"] / "Dataset900_Vox2VecPretraining" / "Vox2VecPlans_3d_vox2vec_pretrain"
-    assert len(list(data.glob("*.pkl"))) == 9 and len(list(data.glob("*_seg.b2nd"))) == 9
+    assert len(list(data.glob("*.pkl"))) == 10 and len(list(data.glob("*_seg.b2nd"))) == 10
+    report = json.loads((data.parent / "vox2vec_preparation_report.json").read_text())
+    kept = [c for c in report["cases"] if c["image_file"].endswith("short.mha")]
+    assert kept[0]["status"] == "done" and kept[0]["shape"][0] < int(PATCH[0])  # kept, shorter than the patch
     out = run(args, ws["env"]).stdout
-    assert "0 prepared, 9 already done, 2 skipped" in out
+    assert "0 prepared, 10 already done, 3 skipped" in out
 
 
-def test_pretraining_is_interrupted_resumed_and_loads_into_a_probe(ws):
+def pretraining_folder(results: Path, trainer: str) -> Path:
+    return results / "Dataset900_Vox2VecPretraining" / f"{trainer}__Vox2VecPlans__3d_vox2vec_pretrain" / "fold_all"
+
+
+def test_pretraining_is_seeded_resumes_exactly_and_loads_into_a_probe(ws):
+    """Seed 0 twice: once uninterrupted (its own results folder), once killed after its first
+    checkpoint and resumed with --c: the same final weights, bit for bit (that another seed
+    gives other weights: test_pretrain_trainer). Snapshots every epoch; a probe trains from one."""
     env = ws["env"]
-    folder = ws["results"] / "Dataset900_Vox2VecPretraining" / f"{PRE}__Vox2VecPlans__3d_vox2vec_pretrain" / "fold_all"
-    cmd = ["nnUNetv2_train", str(PRETRAIN), "3d_vox2vec_pretrain", "all", "-p", "Vox2VecPlans", "-tr", PRE,
-           "-device", "cpu"]
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+
+    def cmd(trainer: str) -> list[str]:
+        return ["nnUNetv2_train", str(PRETRAIN), "3d_vox2vec_pretrain", "all", "-p", "Vox2VecPlans", "-tr", trainer,
+                "-device", "cpu"]
+
+    uninterrupted_results = ws["root"] / "results_uninterrupted"
+    run(cmd(PRE), dict(env, nnUNet_results=str(uninterrupted_results)))
+
+    folder = pretraining_folder(ws["results"], PRE)
+    process = subprocess.Popen(cmd(PRE), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.time() + 600
     while not (folder / "checkpoint_latest.pth").exists() and process.poll() is None and time.time() < deadline:
@@ -141,23 +170,41 @@ def test_pretraining_is_interrupted_resumed_and_loads_into_a_probe(ws):
     os.killpg(process.pid, signal.SIGKILL)  # the trainer and its data workers, like a crash
     process.wait()
     assert (folder / "checkpoint_latest.pth").exists() and not (folder / "checkpoint_final.pth").exists()
-    run(cmd + ["--c"], env)
+    run(cmd(PRE) + ["--c"], env)
     final = torch.load(folder / "checkpoint_final.pth", map_location="cpu", weights_only=True)
     losses = final["logging"]["train_losses"]
     assert len(losses) == 3 and all(np.isfinite(losses))
     assert {"positive_cosine", "negative_cosine", "lrs"} <= set(final["logging"])
     assert (folder / "progress.png").stat().st_size > 0
     assert any(k.startswith("projector.") for k in final["network_weights"])
+    assert final["vox2vec"] == {"seed": 0, "iteration": 12, "epoch": 3}
+    logs = [f.read_text() for f in sorted(folder.glob("training_log_*.txt"))]
+    assert "vox2vec pre-training seed: 0 (the trainer's seed attribute)" in logs[0]
+    assert "vox2vec pre-training seed: 0 (from the checkpoint)" in logs[-1]
+
+    uninterrupted = torch.load(pretraining_folder(uninterrupted_results, PRE) / "checkpoint_final.pth",
+                               map_location="cpu", weights_only=True)
+    assert uninterrupted["logging"]["train_losses"] == losses
+    weights = final["network_weights"]
+    assert set(uninterrupted["network_weights"]) == set(weights)
+    assert all(torch.equal(v, weights[k]) for k, v in uninterrupted["network_weights"].items())
+
+    snapshots = sorted((folder / "snapshots").glob("*.pth"))
+    assert [s.name for s in snapshots] == [f"checkpoint_iter_{i:07d}.pth" for i in (4, 8, 12)]
+    records = [torch.load(s, map_location="cpu", weights_only=True) for s in snapshots]
+    assert [r["vox2vec"] for r in records] == [{"seed": 0, "iteration": 4 * e, "epoch": e} for e in (1, 2, 3)]
+    assert all(torch.equal(v, weights[k]) for k, v in records[-1]["network_weights"].items())
+    assert not list((pretraining_folder(uninterrupted_results, PRE) / "snapshots").glob(".*.tmp"))
 
     probe = "Vox2VecTrainer_LinearProbe_Test"
     run(["nnUNetv2_train", DATASET, "3d_vox2vec", "0", "-p", "Vox2VecPlans", "-tr", probe, "-device", "cpu",
-         "-pretrained_weights", folder / "checkpoint_final.pth"], env)
+         "-pretrained_weights", snapshots[1]], env)
     record = json.loads((seg_folder(ws, probe) / "fold_0" / "vox2vec_run.json").read_text())
     assert record["backbone_source"] == "pretrained"
     assert record["trainable_parameters"] < record["total_parameters"]
     probed = torch.load(seg_folder(ws, probe) / "fold_0" / "checkpoint_final.pth", map_location="cpu",
                         weights_only=False)["network_weights"]
-    backbone = {k: v for k, v in final["network_weights"].items() if k.startswith("backbone.")}
+    backbone = {k: v for k, v in records[1]["network_weights"].items() if k.startswith("backbone.")}
     assert backbone and all(torch.equal(probed[k], v) for k, v in backbone.items())
     log = sorted((seg_folder(ws, probe) / "fold_0").glob("training_log_*.txt"))[-1].read_text()  # newest run
     assert "backbone from PRE-TRAINED weights" in log

@@ -1,72 +1,52 @@
 """Pre-training pair data loader on an nnU-Net blosc2 dataset (paper sec. 3.1)."""
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
-from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
+import torch
+from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
 from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
-from nnunetv2.training.dataloading.nnunet_dataset import (comp_blosc2_params, nnUNetDatasetBlosc2,
-                                                          nnUNetDatasetNumpy)
+from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2, nnUNetDatasetNumpy
 
+from pretraining_cases import write_dataset
 from vox2vec_nnunet.pretraining.body_mask import body_mask
-from vox2vec_nnunet.pretraining.dataloader import Vox2VecPairDataLoader
+from vox2vec_nnunet.pretraining.dataloader import AIR_HU, Vox2VecPairDataLoader
 
 PATCH = (6, 16, 20)  # (z, y, x), slice axis first
-SHAPES = [(10, 36, 40), (12, 40, 44), (8, 32, 36), (11, 38, 30)]
+SHAPES = [(10, 36, 40), (12, 40, 44), (8, 32, 36), (11, 38, 30), (9, 34, 38), (10, 30, 40)]
 N, M = 3, 40
-
-
-def _phantom(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
-    """Soft-tissue ellipse (40 HU) in air with a lung (-850) and a gas bubble; noise makes
-    every voxel value distinct so a patch can be located in its volume."""
-    _, y, x = np.indices(shape)
-    cy, cx = shape[1] / 2, shape[2] / 2
-    image = np.where(((y - cy) / (0.4 * shape[1])) ** 2 + ((x - cx) / (0.4 * shape[2])) ** 2 <= 1, 40.0, -1000.0)
-    image[((y - cy) / 5) ** 2 + ((x - cx + 5) / 4) ** 2 <= 1] = -850.0
-    image[2:4, int(cy), int(cx) - 5] = -1000.0
-    return (image + rng.normal(0, 5, shape)).astype(np.float32)
-
-
-def _write_dataset(folder: Path, shapes: list[tuple[int, int, int]], blosc2: bool = True) -> dict[str, np.ndarray]:
-    """Cases saved with nnU-Net's own dataset classes; ``seg`` holds the body mask."""
-    rng = np.random.default_rng(0)
-    volumes = {}
-    for i, shape in enumerate(shapes):
-        image = _phantom(shape, rng)
-        seg = body_mask(image)[None].astype(np.int8)
-        name = str(folder / f"case_{i:03d}")
-        if blosc2:
-            blocks, chunks = comp_blosc2_params((1, *shape), PATCH)
-            nnUNetDatasetBlosc2.save_case(image[None], seg, {"shape": shape}, name, chunks=chunks, blocks=blocks)
-        else:
-            nnUNetDatasetNumpy.save_case(image[None], seg, {"shape": shape}, name)
-        volumes[f"case_{i:03d}"] = image
-    return volumes
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> tuple[nnUNetDatasetBlosc2, dict[str, np.ndarray]]:
     folder = tmp_path_factory.mktemp("preprocessed")
-    volumes = _write_dataset(folder, SHAPES)
+    volumes = write_dataset(folder, SHAPES, PATCH)
     return nnUNetDatasetBlosc2(str(folder)), volumes
 
 
 def _locate(volume: np.ndarray, patch: np.ndarray) -> tuple[int, int, int]:
-    """The start of ``patch`` in ``volume`` (values are distinct, so the match is unique)."""
-    for start in np.argwhere(volume == patch[0, 0, 0]):
-        crop = volume[tuple(slice(s, s + p) for s, p in zip(start, patch.shape))]
+    """The start of ``patch`` in ``volume`` padded with air (values are distinct, so the match
+    is unique); negative where the patch begins before the volume."""
+    margin = max(PATCH)
+    padded = np.pad(volume, margin, constant_values=AIR_HU)
+    anchor = np.unravel_index(np.argmax(patch), patch.shape)
+    for found in np.argwhere(padded == patch[anchor]):
+        start = found - np.array(anchor)
+        crop = padded[tuple(slice(s, s + p) for s, p in zip(start, patch.shape))]
         if crop.shape == patch.shape and np.array_equal(crop, patch):
-            return tuple(int(s) for s in start)
+            return tuple(int(s) - margin for s in start)
     raise AssertionError("patch not found in its volume")
 
 
 def _check_batch(batch: dict, volumes: dict[str, np.ndarray], num_volumes: int = N) -> None:
     keys = batch["keys"]
-    assert len(keys) == num_volumes
+    assert len(keys) == num_volumes and isinstance(batch["iteration"], int)
     for name in ("patches1", "patches2"):
         assert batch[name].dtype.is_floating_point and batch[name].numpy().dtype == np.float32
         assert tuple(batch[name].shape) == (num_volumes, 1, *PATCH)
+    seeds = batch["augmentation_seeds"]
+    assert seeds.dtype == torch.int64 and tuple(seeds.shape) == (num_volumes, 2) and (seeds >= 0).all()
+    assert len(set(seeds.flatten().tolist())) == 2 * num_volumes
     pos1, pos2 = batch["positions1"].numpy(), batch["positions2"].numpy()
     assert pos1.dtype == np.int64 and pos1.shape == pos2.shape == (num_volumes * M, 4)
     np.testing.assert_array_equal(pos1[:, 0], np.repeat(np.arange(num_volumes), M))
@@ -83,66 +63,143 @@ def _check_batch(batch: dict, volumes: dict[str, np.ndarray], num_volumes: int =
         rows = pos1[:, 0] == v
         voxels = pos1[rows, 1:] + start1
         np.testing.assert_array_equal(voxels, pos2[rows, 1:] + start2)
-        assert body[tuple(voxels.T)].all()
+        assert (voxels >= 0).all() and (voxels < volume.shape).all() and body[tuple(voxels.T)].all()
+
+
+def _assert_same_batch(a: dict, b: dict) -> None:
+    assert a["keys"] == b["keys"] and a["iteration"] == b["iteration"]
+    for name in ("patches1", "patches2", "positions1", "positions2", "augmentation_seeds"):
+        assert torch.equal(a[name], b[name]), name
 
 
 def test_single_threaded(dataset) -> None:
     data, volumes = dataset
     loader = Vox2VecPairDataLoader(data, N, M, PATCH, seed=0)
     augmenter = SingleThreadedAugmenter(loader, None)
-    for _ in range(4):
+    for i in range(4):
         batch = next(augmenter)
+        assert batch["iteration"] == i
         _check_batch(batch, volumes)
         assert len(set(batch["keys"])) == N  # n different volumes
 
 
 def test_numpy_dataset(tmp_path) -> None:
-    volumes = _write_dataset(tmp_path, SHAPES, blosc2=False)
+    volumes = write_dataset(tmp_path, SHAPES[:4], PATCH, blosc2=False)
     loader = Vox2VecPairDataLoader(nnUNetDatasetNumpy(str(tmp_path)), N, M, PATCH, seed=0)
     _check_batch(next(SingleThreadedAugmenter(loader, None)), volumes)
+
+
+def test_batches_are_a_pure_function_of_seed_and_iteration(dataset) -> None:
+    data, _ = dataset
+    loader = Vox2VecPairDataLoader(data, N, M, PATCH, seed=5)
+    first = [loader.generate_train_batch() for _ in range(3)]
+    again = Vox2VecPairDataLoader(data, N, M, PATCH, seed=5)
+    for i in (2, 0, 1):  # any order
+        _assert_same_batch(again.generate_batch(i), first[i])
+    resumed = Vox2VecPairDataLoader(data, N, M, PATCH, seed=5, start_iteration=2)  # --c at iteration 2
+    _assert_same_batch(next(resumed), first[2])
+    _assert_same_batch(pickle.loads(pickle.dumps(loader)).generate_batch(1), first[1])
+    other = Vox2VecPairDataLoader(data, N, M, PATCH, seed=6).generate_batch(0)
+    assert not torch.equal(other["positions1"], first[0]["positions1"])
+    assert not torch.equal(first[1]["positions1"], first[0]["positions1"])
+    seen = {tuple(loader.generate_batch(i)["keys"]) for i in range(20)}
+    assert len(seen) > 10  # the case slots change with the iteration
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_ranks_hold_the_union_batch(dataset, world_size: int) -> None:
+    """W ranks of a 6-volume iteration take contiguous slots; together they hold exactly the
+    batch one process makes."""
+    data, volumes = dataset
+    whole = Vox2VecPairDataLoader(data, 6, M, PATCH, seed=3).generate_batch(11)
+    _check_batch(whole, volumes, num_volumes=6)
+    parts = [Vox2VecPairDataLoader(data, 6, M, PATCH, seed=3, rank=r, world_size=world_size).generate_batch(11)
+             for r in range(world_size)]
+    per_rank = 6 // world_size
+    assert sum((p["keys"] for p in parts), []) == whole["keys"]
+    for name in ("patches1", "patches2", "augmentation_seeds"):
+        assert torch.equal(torch.cat([p[name] for p in parts]), whole[name])
+    for name in ("positions1", "positions2"):
+        shifted = [p[name] + torch.tensor([r * per_rank, 0, 0, 0]) for r, p in enumerate(parts)]
+        assert torch.equal(torch.cat(shifted), whole[name])
+
+
+def test_world_size_must_divide_the_volumes(dataset) -> None:
+    data, _ = dataset
+    with pytest.raises(ValueError, match="num_volumes=3 .* cannot be split evenly over 2 processes"):
+        Vox2VecPairDataLoader(data, 3, M, PATCH, seed=0, rank=0, world_size=2)
+    with pytest.raises(ValueError, match="rank"):
+        Vox2VecPairDataLoader(data, 4, M, PATCH, seed=0, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="seed"):
+        Vox2VecPairDataLoader(data, 4, M, PATCH, seed=-1)
 
 
 # batchgenerators' shutdown can stop a worker while its last tensor is still being received
 # (a shared-memory handle), which its results thread reports; that is not a loader failure
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_multi_threaded_workers_differ(dataset) -> None:
+def test_ordered_workers_return_the_iterations_in_order(dataset) -> None:
+    """batchgenerators' ordered MultiThreadedAugmenter with 2 workers: worker t makes
+    iterations start + t + 2k, the augmenter reads the workers in turn, so the batches are
+    those of one process, in order."""
     data, volumes = dataset
-    loader = Vox2VecPairDataLoader(data, N, M, PATCH, num_threads_in_multithreaded=2, seed=1)
-    augmenter = NonDetMultiThreadedAugmenter(loader, None, 2, num_cached=2)
+    loader = Vox2VecPairDataLoader(data, N, M, PATCH, seed=1, start_iteration=4, num_threads_in_multithreaded=2)
+    augmenter = MultiThreadedAugmenter(loader, None, 2, num_cached_per_queue=2)
     try:
-        batches = [next(augmenter) for _ in range(6)]
+        batches = [next(augmenter) for _ in range(5)]
     finally:
         augmenter._finish()
-    for batch in batches:
-        _check_batch(batch, volumes)
-    fingerprints = {batch["positions1"].numpy().tobytes() for batch in batches}
-    assert len(fingerprints) == len(batches)
+    reference = Vox2VecPairDataLoader(data, N, M, PATCH, seed=1)
+    for i, batch in zip(range(4, 9), batches):
+        _assert_same_batch(batch, reference.generate_batch(i))
+    _check_batch(batches[0], volumes)
 
 
-def test_seeding_and_pickling(dataset) -> None:
+def test_worker_ids_follow_the_augmenter(dataset) -> None:
     data, _ = dataset
-    loader = Vox2VecPairDataLoader(data, N, M, PATCH, seed=5)
-    copy = pickle.loads(pickle.dumps(loader))
-    a, b = loader.generate_train_batch(), copy.generate_train_batch()
-    assert a["keys"] == b["keys"]
-    np.testing.assert_array_equal(a["positions1"].numpy(), b["positions1"].numpy())
-    copy.set_thread_id(1)
-    loader.set_thread_id(0)
-    first, other = loader.generate_train_batch(), copy.generate_train_batch()
-    np.testing.assert_array_equal(first["positions1"].numpy(), a["positions1"].numpy())
-    assert not np.array_equal(first["positions1"].numpy(), other["positions1"].numpy())
+    loader = Vox2VecPairDataLoader(data, N, M, PATCH, seed=1, start_iteration=10, num_threads_in_multithreaded=3)
+    loader.set_thread_id(2)
+    assert [loader.generate_train_batch()["iteration"] for _ in range(3)] == [12, 15, 18]
+    with pytest.raises(ValueError, match="num_threads_in_multithreaded"):
+        loader.set_thread_id(3)
 
 
 def test_fewer_cases_than_volumes(dataset) -> None:
     data, volumes = dataset
     with pytest.warns(UserWarning, match="with replacement"):
-        loader = Vox2VecPairDataLoader(data, 6, M, PATCH, seed=0)
+        loader = Vox2VecPairDataLoader(data, 8, M, PATCH, seed=0)
     batch = loader.generate_train_batch()
-    _check_batch(batch, volumes, num_volumes=6)
+    _check_batch(batch, volumes, num_volumes=8)
 
 
-def test_case_smaller_than_the_patch_is_named(tmp_path) -> None:
-    _write_dataset(tmp_path, [(4, 36, 40)])
+@pytest.mark.parametrize("axis", [0, 1, 2], ids=["z", "y", "x"])
+def test_scan_shorter_than_the_patch_is_padded_with_air(tmp_path, axis: int) -> None:
+    """Along the short axis the patches hold the whole scan and air (AIR_HU) beyond it, and
+    the pairs are body voxels of the scan that correspond exactly."""
+    shape = [10, 36, 40]
+    shape[axis] = PATCH[axis] - 2
+    volumes = write_dataset(tmp_path, [tuple(shape)], PATCH)
     loader = Vox2VecPairDataLoader(nnUNetDatasetBlosc2(str(tmp_path)), 1, M, PATCH, seed=0)
-    with pytest.raises(ValueError, match="case_000.*smaller than the patch"):
-        loader.generate_train_batch()
+    padded_sides = set()
+    for _ in range(12):
+        batch = loader.generate_train_batch()
+        _check_batch(batch, volumes, num_volumes=1)
+        for name in ("patches1", "patches2"):
+            patch = batch[name].numpy()[0, 0]
+            start = _locate(volumes["case_000"], patch)
+            assert shape[axis] - PATCH[axis] <= start[axis] <= 0
+            inside = np.zeros(PATCH, dtype=bool)
+            inside[tuple(slice(max(0, -s), min(p, n - s)) for s, p, n in zip(start, PATCH, shape))] = True
+            assert (patch[~inside] == AIR_HU).all() and (patch[inside] != AIR_HU).all()
+            padded_sides.add((start[axis] < 0, start[axis] + PATCH[axis] > shape[axis]))
+    assert len(padded_sides) > 1  # the scan sits at different places in the patch
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["count_stored", "count_from_mask"])
+def test_case_with_too_few_body_voxels_is_named(tmp_path, stored: bool) -> None:
+    volumes = write_dataset(tmp_path, [(8, 32, 36), (6, 16, 20)], PATCH, body_voxels_property=stored)
+    small, large = (int(body_mask(volumes[k]).sum()) for k in ("case_001", "case_000"))
+    assert small < large
+    data = nnUNetDatasetBlosc2(str(tmp_path))
+    with pytest.raises(ValueError, match=rf"'case_001' .* has {small} body voxels, fewer than the m = {small + 1}"):
+        Vox2VecPairDataLoader(data, 1, small + 1, PATCH, seed=0)
+    Vox2VecPairDataLoader(data, 1, small, PATCH, seed=0)  # exactly m body voxels is enough

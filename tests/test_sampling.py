@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from vox2vec_nnunet.pretraining.body_mask import body_mask
-from vox2vec_nnunet.pretraining.sampling import sample_pair
+from vox2vec_nnunet.pretraining.sampling import sample_pair, start_range
 
 SHAPE = (14, 40, 48)  # (z, y, x), slice axis first
 PATCH = (6, 16, 20)
@@ -98,10 +98,64 @@ def test_with_replacement_only_when_the_overlap_is_too_small() -> None:
     assert len(np.unique(voxels, axis=0)) <= 3
 
 
+def _crop_padded(volume: np.ndarray, start: tuple[int, ...], size: tuple[int, ...], fill: float) -> np.ndarray:
+    """The box ``[start, start + size)`` of ``volume``, ``fill`` outside it (an independent padding)."""
+    margin = max(size)
+    padded = np.pad(volume, margin, constant_values=fill)
+    return padded[tuple(slice(s + margin, s + margin + p) for s, p in zip(start, size))]
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2], ids=["z", "y", "x"])
+def test_volume_shorter_than_the_patch_along_one_axis(axis: int) -> None:
+    """Along the short axis both patches cover the whole axis (start in [S - p, 0]) and hold
+    the anchor; positions are body voxels of the volume; the padded patches agree exactly
+    at every pair; the other axes keep the reference range."""
+    image = _phantom()
+    short = list(SHAPE)
+    short[axis] = PATCH[axis] - 3
+    image = image[tuple(slice(0, s) for s in short)]
+    body = body_mask(image)
+    m = 100
+    seen, distinct = set(), 0
+    for seed in range(300):
+        pair = sample_pair(body, PATCH, m, np.random.default_rng(seed))
+        for start in (pair.start1, pair.start2):
+            assert short[axis] - PATCH[axis] <= start[axis] <= 0  # covers the whole short axis
+            assert start[axis] + PATCH[axis] >= short[axis]
+            for other in {0, 1, 2} - {axis}:
+                assert 0 <= start[other] and start[other] + PATCH[other] <= short[other]
+            assert all(s <= a < s + p for s, a, p in zip(start, pair.anchor, PATCH))
+            seen.add(start[axis])
+        voxels = pair.positions1 + np.array(pair.start1)
+        assert (voxels >= 0).all() and (voxels < short).all() and body[tuple(voxels.T)].all()
+        overlap = tuple(slice(max(a, b, 0), min(a + p, b + p, n))
+                        for a, b, p, n in zip(pair.start1, pair.start2, PATCH, short))
+        if body[overlap].sum() >= m:
+            assert len(np.unique(voxels, axis=0)) == m
+            distinct += 1
+        for positions in (pair.positions1, pair.positions2):
+            assert (positions >= 0).all() and (positions < PATCH).all()
+        patch1 = _crop_padded(image, pair.start1, PATCH, np.nan)
+        patch2 = _crop_padded(image, pair.start2, PATCH, np.nan)
+        values = patch1[tuple(pair.positions1.T)]
+        assert not np.isnan(values).any()  # never a padded voxel
+        np.testing.assert_array_equal(values, patch2[tuple(pair.positions2.T)])
+    assert seen == set(range(short[axis] - PATCH[axis], 1))  # every placement of the scan in the patch
+    assert distinct > 100
+
+
+def test_start_range_generalises_the_reference_range() -> None:
+    for size, patch in ((20, 8), (8, 8), (5, 8), (1, 8)):
+        for anchor in range(size):
+            low, high = start_range(size, patch, anchor)
+            starts = [s for s in range(-patch, size + 1) if s <= anchor < s + patch
+                      and (0 <= s and s + patch <= size if size >= patch else s <= 0 and s + patch >= size)]
+            assert (low, high) == (min(starts), max(starts))
+            if size >= patch:
+                assert (low, high) == (max(0, anchor - patch + 1), min(size - patch, anchor))
+
+
 def test_bad_input() -> None:
-    body = np.ones(SHAPE, dtype=bool)
-    with pytest.raises(ValueError, match="smaller than the patch"):
-        sample_pair(body, (SHAPE[0] + 1, 8, 8), 10, np.random.default_rng(0))
     with pytest.raises(ValueError, match="no body voxel"):
         sample_pair(np.zeros(SHAPE, dtype=bool), PATCH, 10, np.random.default_rng(0))
     with pytest.raises(ValueError, match="3-D"):

@@ -42,10 +42,13 @@ class Vox2VecTrainer_FineTune_Test(_Short, Vox2VecTrainer_FineTune):
 
 
 class Vox2VecPretrainTrainer_Test(_Short, Vox2VecPretrainTrainer):
-    """Three epochs of four iterations, 4 volumes x 64 positions, checkpoint every epoch."""
+    """Three epochs of four iterations, 4 volumes x 64 positions, seed 0, checkpoint and
+    snapshot every epoch."""
 
     num_volumes = 4
     num_positions = 64
+    seed = 0
+    snapshot_every = 1
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)

@@ -15,8 +15,9 @@ from pathlib import Path
 from vox2vec_nnunet.commands.settings_options import add_settings_options, settings_from_options
 from vox2vec_nnunet.errors import Vox2VecError, command
 from vox2vec_nnunet.nnunet_env import dataset_name, require_path_variable
-from vox2vec_nnunet.pretraining.prepare import (prepare_pretraining_dataset, run_summary, tasks_from_folder,
-                                                tasks_from_raw_dataset, unique_tasks, write_dataset_files)
+from vox2vec_nnunet.pretraining.prepare import (DEFAULT_NUM_POSITIONS, prepare_pretraining_dataset, run_summary,
+                                                tasks_from_folder, tasks_from_raw_dataset, unique_tasks,
+                                                write_dataset_files)
 from vox2vec_nnunet_plans.builder import PRETRAINING_CONFIGURATION, default_settings
 
 
@@ -26,14 +27,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="vox2vec_nnunet_prepare_pretraining",
         description="Gather CT images from nnU-Net raw datasets (imagesTr and imagesTs; labels are not used) and "
                     "plain folders, preprocess them with nnU-Net's preprocessor (1x1x2 mm, HU kept), crop to the "
-                    "body and store body masks, as one nnU-Net dataset for Vox2VecPretrainTrainer. Bad scans are "
-                    "reported and skipped; running again resumes. Spatial options are slice axis first.")
+                    "body and store body masks, as one nnU-Net dataset for Vox2VecPretrainTrainer. Scans smaller than "
+                    "a patch are kept (pre-training pads them with air); bad scans, and scans whose body has fewer "
+                    "voxels than --num_positions, are reported and skipped; running again resumes. Spatial options "
+                    "are slice axis first.")
     p.add_argument("-d", "--datasets", nargs="*", default=[], help="nnU-Net raw dataset IDs or names to take images from")
     p.add_argument("--folders", nargs="*", type=Path, default=[], help="plain folders of CT image files (HU)")
     p.add_argument("-o", "--output_id", type=int, required=True, help="ID of the pre-training dataset to write")
     p.add_argument("--name", default="Vox2VecPretraining", help="its name (default: %(default)s)")
+    p.add_argument("--num_positions", type=int, default=DEFAULT_NUM_POSITIONS,
+                   help="m, the positions per volume the pre-training trainer samples: scans whose body has fewer "
+                        "voxels are skipped (default: %(default)s, the paper's)")
     add_settings_options(p, defaults, batch_size=False)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.num_positions < 1:
+        p.error(f"--num_positions must be positive, got {args.num_positions}")
+    return args
 
 
 def output_dataset_name(output_id: int, name: str) -> str:
@@ -64,12 +73,13 @@ def main(argv: list[str] | None = None) -> int:
           f"(spacing {list(settings.spacing)} mm, patch {list(settings.patch_size)}, {args.num_processes} processes)")
     start = time.perf_counter()
     results = prepare_pretraining_dataset(tasks, preprocessed_root / name, args.plans_name, settings,
-                                          args.num_processes)
+                                          args.num_processes, args.num_positions)
     seconds = time.perf_counter() - start
     skipped = [r for r in results if r.status == "skipped"]
     for r in skipped:
         print(f"skipped {r.image_file}: {r.reason}")
-    write_dataset_files(raw_root / name, preprocessed_root / name, args.plans_name, settings, results)
+    write_dataset_files(raw_root / name, preprocessed_root / name, args.plans_name, settings, results,
+                        args.num_positions)
     counts = Counter(r.status for r in results)
     print(f"\nSummary: {counts['done']} prepared, {counts['already done']} already done, {counts['skipped']} skipped "
           f"of {len(results)}. Report: {preprocessed_root / name / 'vox2vec_preparation_report.json'}")

@@ -14,21 +14,29 @@ applied in the reference order:
 Only these intensity augmentations: SPEC "No spatial augmentation besides the crop".
 The filters act on the two in-plane axes (y, x) only, as the reference filters the axial
 plane. They are separable sampled Gaussians with one kernel per patch, applied to the whole
-batch at once (:func:`gaussian_blur_in_plane`), kernel radius ``ceil(3 * sigma)`` for the
-largest sigma of the batch, and replicate padding (scipy's ``mode="nearest"``): it needs no
+batch at once (:func:`gaussian_blur_in_plane`), each kernel reaching ``ceil(3 * sigma)``
+voxels for its own sigma, and replicate padding (scipy's ``mode="nearest"``): it needs no
 minimum patch size and invents no intensities at the border (zero padding would add a
 water-like frame). The reference uses scipy's default half-sample reflection; the two
 differ only within a few voxels of the patch border.
 
-Everything is torch and batched, on the patches' device (CPU or CUDA). Random numbers come
-from the given ``torch.Generator``, on the patches' device or on the CPU (then they are
-drawn there and moved). Call it outside autocast regions: the filters and the window run
-in the patches' dtype (float32).
+Randomness: every patch has its own seed (the data loader derives it from the run's seed,
+the iteration and the patch's slot, :mod:`vox2vec_nnunet.pretraining.dataloader`) and draws
+its parameters, then its noise, from its own ``torch.Generator`` on the patches' device. A
+patch's augmentation therefore depends on its seed only, not on the other patches of the
+batch or on the worker, rank or device that runs it, and a seeded run is repeatable. A CPU
+and a CUDA generator give different numbers for one seed; each device is repeatable.
+
+Everything is torch and batched, on the patches' device (CPU or CUDA). Call it outside
+autocast regions: the filters and the window run in the patches' dtype (float32).
 """
-import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
+
+NUM_PARAMETER_DRAWS = 10
+"""Uniform numbers each patch draws for its parameters, before its noise."""
 
 
 @dataclass(frozen=True)
@@ -54,16 +62,26 @@ def _uniform(u: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
     return bounds[0] + (bounds[1] - bounds[0]) * u
 
 
-def _blur_matrices(sigma: torch.Tensor, size: int, radius: int) -> torch.Tensor:
+def patch_generators(seeds: Sequence[int] | torch.Tensor, device: torch.device | str) -> list[torch.Generator]:
+    """One ``torch.Generator`` on ``device`` per patch, seeded with the patch's seed."""
+    values = seeds.tolist() if isinstance(seeds, torch.Tensor) else list(seeds)
+    return [torch.Generator(device=device).manual_seed(int(seed)) for seed in values]
+
+
+def _blur_matrices(sigma: torch.Tensor, size: int) -> torch.Tensor:
     """Per-patch matrices ``(B, size, size)`` of a 1-D Gaussian blur with replicate padding.
 
     Entry ``[b, i, j]`` is the weight of input index ``i`` in output index ``j``; the taps of
-    a sampled Gaussian of ``sigma[b]`` reach ``radius`` voxels and read clamped indices
-    (replicate padding), so the edge voxels collect the weights of the padded taps.
+    a sampled Gaussian of ``sigma[b]`` reach ``ceil(3 * sigma[b])`` voxels (at least one) and
+    read clamped indices (replicate padding), so the edge voxels collect the weights of the
+    padded taps. Taps beyond a patch's own reach weigh zero, so its kernel does not depend on
+    the other patches of the batch.
     """
     batch = sigma.shape[0]
+    reach = torch.ceil(3.0 * sigma.double()).clamp(min=1)
+    radius = int(reach.max())
     taps = torch.arange(-radius, radius + 1, device=sigma.device, dtype=sigma.dtype)
-    kernels = torch.exp(-0.5 * (taps / sigma[:, None]) ** 2)
+    kernels = torch.exp(-0.5 * (taps / sigma[:, None]) ** 2) * (taps.abs()[None, :] <= reach[:, None])
     kernels = kernels / kernels.sum(dim=1, keepdim=True)
     output = torch.arange(size, device=sigma.device)[:, None]
     source = (output + taps.long()[None, :]).clamp(0, size - 1)
@@ -75,8 +93,8 @@ def _blur_matrices(sigma: torch.Tensor, size: int, radius: int) -> torch.Tensor:
 def gaussian_blur_in_plane(patches: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Blur each patch of ``(B, 1, z, y, x)`` along y and x with its own ``sigma[b]`` (voxels).
 
-    Separable sampled Gaussian, radius ``ceil(3 * max(sigma))``, replicate padding; the
-    slice axis z is left untouched. Each 1-D pass is a batched matrix product with a banded
+    Separable sampled Gaussian of radius ``ceil(3 * sigma[b])`` (scipy's ``gaussian_filter``
+    with that ``radius``), replicate padding; the slice axis z is left untouched. Each 1-D pass is a batched matrix product with a banded
     per-patch matrix rather than a grouped convolution: on CUDA a float32 matrix product
     stays in full fp32 by default, while cuDNN convolutions default to TF32 on Ampere GPUs,
     whose rounding the sharpening (alpha up to 30) amplifies (rms 2 HU, up to 17 HU, when
@@ -84,10 +102,9 @@ def gaussian_blur_in_plane(patches: torch.Tensor, sigma: torch.Tensor) -> torch.
     time of a grouped convolution.
     """
     batch, _, depth, height, width = patches.shape
-    radius = max(1, math.ceil(3.0 * float(sigma.max())))
     sigma = sigma.to(device=patches.device, dtype=patches.dtype)
-    along_x = _blur_matrices(sigma, width, radius)
-    along_y = _blur_matrices(sigma, height, radius)
+    along_x = _blur_matrices(sigma, width)
+    along_y = _blur_matrices(sigma, height)
     slices = torch.bmm(patches.reshape(batch, depth * height, width), along_x).view(batch, depth, height, width)
     columns = slices.transpose(1, 2).reshape(batch, height, depth * width)
     slices = torch.bmm(along_y.transpose(1, 2), columns).view(batch, height, depth, width).transpose(1, 2)
@@ -99,7 +116,8 @@ class IntensityAugmentation:
     """The paper's intensity augmentation with the reference ranges as defaults.
 
     A variant changes a field, e.g. ``IntensityAugmentation(window_p=0.0)`` always uses
-    the fixed window. Calling it maps HU patches ``(B, 1, z, y, x)`` to [0, 1].
+    the fixed window. Calling it with HU patches ``(B, 1, z, y, x)`` and B seeds maps the
+    patches to [0, 1].
     """
 
     filter_p: float = 0.5
@@ -130,10 +148,11 @@ class IntensityAugmentation:
         if self.window_low_hu[1] >= self.window_high_hu[0] or self.fixed_window_hu[0] >= self.fixed_window_hu[1]:
             raise ValueError("IntensityAugmentation: every window must have low < high")
 
-    def sample_parameters(self, batch_size: int, generator: torch.Generator,
+    def sample_parameters(self, generators: Sequence[torch.Generator],
                           device: torch.device | str) -> IntensityAugmentationParameters:
-        """Draw the parameters of ``batch_size`` patches from ``generator`` and put them on ``device``."""
-        u = torch.rand(batch_size, 10, generator=generator, device=generator.device).to(device)
+        """Draw the parameters of each patch from its generator and put them on ``device``."""
+        u = torch.stack([torch.rand(NUM_PARAMETER_DRAWS, generator=g, device=g.device) for g in generators])
+        u = u.to(device)
         zeros = torch.zeros_like(u[:, 0])
         filtered = u[:, 0] < self.filter_p
         blur = filtered & (u[:, 1] < self.blur_given_filter_p)
@@ -152,8 +171,10 @@ class IntensityAugmentation:
         )
 
     def apply(self, patches: torch.Tensor, params: IntensityAugmentationParameters,
-              generator: torch.Generator) -> torch.Tensor:
-        """Augment HU ``patches`` with the given parameters; ``generator`` draws the noise.
+              generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """Augment HU ``patches`` with the given parameters; each noisy patch draws its noise
+        from its generator (on the patches' device; after its parameters, when they were drawn
+        from it).
 
         ``patches`` is left unchanged; the result is a new tensor.
         """
@@ -171,18 +192,26 @@ class IntensityAugmentation:
 
         noisy = (params.noise_std_hu > 0).nonzero().squeeze(1)
         if noisy.numel() > 0:
-            noise = torch.randn((noisy.numel(), *x.shape[1:]), generator=generator, device=generator.device,
-                                dtype=x.dtype).to(x.device)
+            noise = torch.empty((noisy.numel(), *x.shape[1:]), device=x.device, dtype=x.dtype)
+            for row, b in enumerate(noisy.tolist()):
+                noise[row].normal_(generator=generators[b])
             x.index_add_(0, noisy, noise.mul_(params.noise_std_hu[noisy].view(-1, 1, 1, 1, 1).to(x.dtype)))
 
         low = params.window_low_hu.view(-1, 1, 1, 1, 1).to(x.dtype)
         high = params.window_high_hu.view(-1, 1, 1, 1, 1).to(x.dtype)
         return x.sub_(low).div_(high - low).clamp_(0.0, 1.0)
 
-    def __call__(self, patches: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Augment HU patches ``(B, 1, z, y, x)`` (floating point, any device) into [0, 1]."""
+    def __call__(self, patches: torch.Tensor, seeds: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """Augment HU patches ``(B, 1, z, y, x)`` (floating point, any device) into [0, 1].
+
+        ``seeds`` holds one seed per patch; patch b draws from a generator on the patches'
+        device seeded with ``seeds[b]`` (:func:`patch_generators`).
+        """
         if patches.ndim != 5 or patches.shape[1] != 1:
             raise ValueError(f"expected HU patches of shape (B, 1, z, y, x), got {tuple(patches.shape)}")
         if not patches.is_floating_point():
             raise ValueError(f"expected floating-point HU patches, got dtype {patches.dtype}")
-        return self.apply(patches, self.sample_parameters(patches.shape[0], generator, patches.device), generator)
+        generators = patch_generators(seeds, patches.device)
+        if len(generators) != patches.shape[0]:
+            raise ValueError(f"expected one seed per patch, got {len(generators)} seeds for {patches.shape[0]} patches")
+        return self.apply(patches, self.sample_parameters(generators, patches.device), generators)

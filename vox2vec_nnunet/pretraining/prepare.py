@@ -7,8 +7,11 @@ nnU-Net's own ``DefaultPreprocessor`` under the ``3d_vox2vec_pretrain`` configur
 -500 HU (Sect. 4.1), and saved with nnU-Net's dataset class; the case's body mask (SPEC "Body
 mask") is stored as its segmentation, so nnU-Net's loaders deliver it beside the image.
 
-Robust to bad input: a scan that cannot be read, holds NaN/inf, is smaller than a patch
-after cropping or has no body voxels is reported and skipped; the rest is kept. Every case is
+Scans smaller than a patch after cropping are kept: pre-training pads their patches with air
+(:mod:`vox2vec_nnunet.pretraining.sampling`). Robust to bad input: a scan that cannot be read,
+holds NaN/inf, or whose body has fewer voxels than the m distinct positions a pair samples
+(``num_positions``, the paper's 1,000 by default) is reported and skipped, with the reason;
+the rest is kept. Every case is
 written to temporary names and moved in place properties-file last, so a case is finished
 exactly when its ``.pkl`` exists, and a second run resumes by skipping finished cases.
 """
@@ -31,6 +34,8 @@ from vox2vec_nnunet_plans.builder import (PRETRAINING_CONFIGURATION, Configurati
                                           slice_axis_first)
 
 REPORT_FILE = "vox2vec_preparation_report.json"
+DEFAULT_NUM_POSITIONS = 1000
+"""m of the paper (sec. 3.1): positions per volume and iteration; a scan needs that many body voxels."""
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".gipl")
 TMP_PREFIX = ".partial_"
 
@@ -94,16 +99,30 @@ def tasks_from_folder(folder: Path) -> list[CaseTask]:
 
 
 def reader_for(image_file: str):
-    """nnU-Net's reader/writer class for ``image_file``: by its ending, else the first reader that opens it."""
+    """nnU-Net's reader/writer class for ``image_file``: the first reader made for its ending that
+    opens it, else the first reader of any kind that opens it.
+
+    Readers made for the ending come first because nnU-Net tries its natural-image (2-D) reader
+    first among all readers, and it opens a 3-D ``.mha`` of up to 4 slices as a 2-D image with
+    one channel per slice.
+    """
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_file_ending
 
     ending = next((s for s in IMAGE_SUFFIXES if image_file.endswith(s)), Path(image_file).suffix)
-    return determine_reader_writer_from_file_ending(ending, image_file, allow_nonmatching_filename=True,
-                                                    verbose=False)
+    try:
+        return determine_reader_writer_from_file_ending(ending, image_file, verbose=False)
+    except RuntimeError:
+        return determine_reader_writer_from_file_ending(ending, image_file, allow_nonmatching_filename=True,
+                                                        verbose=False)
 
 
-def prepare_case(task: CaseTask, output_folder: str, settings: ConfigurationSettings) -> CaseResult:
-    """Read, preprocess with nnU-Net, crop, mask and save one case; never raises for bad data."""
+def prepare_case(task: CaseTask, output_folder: str, settings: ConfigurationSettings,
+                 num_positions: int = DEFAULT_NUM_POSITIONS) -> CaseResult:
+    """Read, preprocess with nnU-Net, crop, mask and save one case; never raises for bad data.
+
+    A case is skipped when its body has fewer than ``num_positions`` voxels (it cannot give
+    the m distinct positions of a pair).
+    """
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -137,14 +156,14 @@ def prepare_case(task: CaseTask, output_folder: str, settings: ConfigurationSett
     except ValueError:
         return skipped("has no voxel above -500 HU (no body)")
     hu = np.ascontiguousarray(hu[box])
-    if any(s < p for s, p in zip(hu.shape, settings.patch_size)):
-        return skipped(f"is smaller than a patch after cropping: {hu.shape} < {tuple(settings.patch_size)} voxels "
-                       f"(at {tuple(settings.spacing)} mm)")
     body = body_mask(hu)
-    if not body.any():
-        return skipped("has no body voxels")
+    body_voxels = int(np.count_nonzero(body))
+    if body_voxels < num_positions:
+        return skipped(f"its body has {body_voxels} voxels (after cropping to {hu.shape} voxels at "
+                       f"{tuple(settings.spacing)} mm), fewer than the m = {num_positions} distinct positions a "
+                       f"pre-training pair samples (--num_positions)")
     properties.update(vox2vec_source=task.image_file, vox2vec_crop=[[s.start, s.stop] for s in box],
-                      vox2vec_body_voxels=int(body.sum()))
+                      vox2vec_body_voxels=body_voxels)
     blocks, chunks = comp_blosc2_params((1, *hu.shape), settings.patch_size, bytes_per_pixel=4)
     output = Path(output_folder)
     partial = output / f"{TMP_PREFIX}{task.identifier}"
@@ -183,8 +202,12 @@ def unique_tasks(tasks: Iterable[CaseTask]) -> list[CaseTask]:
 
 
 def prepare_pretraining_dataset(tasks: list[CaseTask], preprocessed_folder: Path, plans_name: str,
-                                settings: ConfigurationSettings, num_processes: int = 1) -> list[CaseResult]:
-    """Prepare every task into ``preprocessed_folder/{plans_name}_3d_vox2vec_pretrain``; resumable."""
+                                settings: ConfigurationSettings, num_processes: int = 1,
+                                num_positions: int = DEFAULT_NUM_POSITIONS) -> list[CaseResult]:
+    """Prepare every task into ``preprocessed_folder/{plans_name}_3d_vox2vec_pretrain``; resumable.
+
+    Cases whose body has fewer than ``num_positions`` voxels are skipped.
+    """
     data_folder = preprocessed_folder / f"{plans_name}_{PRETRAINING_CONFIGURATION}"
     data_folder.mkdir(parents=True, exist_ok=True)
     for leftover in data_folder.glob(f"{TMP_PREFIX}*"):
@@ -198,7 +221,7 @@ def prepare_pretraining_dataset(tasks: list[CaseTask], preprocessed_folder: Path
     results = [CaseResult(t.identifier, t.image_file, "already done") for t in tasks if t.identifier in finished]
     if finished:
         print(f"Resuming: {len(results)} of {len(tasks)} cases are already prepared")
-    args = [(t, str(data_folder), settings) for t in todo]
+    args = [(t, str(data_folder), settings, num_positions) for t in todo]
     progress = dict(total=len(todo), desc="Preparing pre-training cases", unit="case")
     if num_processes <= 1:
         results += [_prepare_case_measured(a) for a in tqdm(args, **progress)]
@@ -209,7 +232,8 @@ def prepare_pretraining_dataset(tasks: list[CaseTask], preprocessed_folder: Path
 
 
 def write_dataset_files(raw_folder: Path, preprocessed_folder: Path, plans_name: str,
-                        settings: ConfigurationSettings, results: list[CaseResult]) -> None:
+                        settings: ConfigurationSettings, results: list[CaseResult],
+                        num_positions: int = DEFAULT_NUM_POSITIONS) -> None:
     """The raw ``dataset.json``, and the plans, ``dataset.json`` and fingerprint nnUNetv2_train reads."""
     from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
 
@@ -237,7 +261,7 @@ def write_dataset_files(raw_folder: Path, preprocessed_folder: Path, plans_name:
                    "foreground_intensity_properties_per_channel": plans["foreground_intensity_properties_per_channel"],
                    "median_relative_size_after_cropping": 1.0}
     (preprocessed_folder / "dataset_fingerprint.json").write_text(json.dumps(fingerprint, indent=2))
-    report = {"settings": asdict(settings), "cases": [asdict(r) for r in results]}
+    report = {"settings": asdict(settings), "num_positions": num_positions, "cases": [asdict(r) for r in results]}
     (preprocessed_folder / REPORT_FILE).write_text(json.dumps(report, indent=2))
 
 

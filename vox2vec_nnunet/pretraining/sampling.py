@@ -10,6 +10,16 @@ p is uniform in ``[max(0, a - p + 1), min(S - p, a)]``, so both patches contain 
 ``a`` and therefore overlap; m positions are drawn uniformly from the body voxels inside
 both patches. A position seen in patch 1 and in patch 2 is a positive pair (exact integer
 correspondence); every other sampled voxel of the batch is a negative.
+
+Scans smaller than the patch along an axis (children, small fields of view, cropped data)
+are kept: along such an axis (S < p) a patch covers the whole axis and reaches beyond it,
+its start uniform in ``[S - p, 0]`` (negative: the patch begins before the scan), and the
+part outside the scan is padded with air by the loader
+(:data:`vox2vec_nnunet.pretraining.dataloader.AIR_HU`). One formula covers both cases,
+``[max(min(0, S - p), a - p + 1), min(max(0, S - p), a)]`` (:func:`start_range`). Positions
+are drawn from body voxels of the scan only, so padding is never part of a pair. The
+reference implementation drops scans smaller than a patch along any axis instead; the
+paper does not mention them.
 """
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -24,10 +34,11 @@ MAX_ANCHOR_REJECTIONS = 64
 class PairSample:
     """Two overlapping patches of one volume and the positive pairs between them.
 
-    ``start1``/``start2`` are the patches' first voxels in volume coordinates ``(z, y, x)``;
-    ``anchor`` is the body voxel both patches contain (volume coordinates);
-    ``positions1``/``positions2`` are int64 arrays ``(m, 3)`` of the same m volume voxels in
-    patch-1 and patch-2 coordinates: ``positions2 == positions1 + start1 - start2``.
+    ``start1``/``start2`` are the patches' first voxels in volume coordinates ``(z, y, x)``
+    (negative along an axis where the volume is shorter than the patch); ``anchor`` is the
+    body voxel both patches contain (volume coordinates); ``positions1``/``positions2`` are
+    int64 arrays ``(m, 3)`` of the same m volume voxels in patch-1 and patch-2 coordinates:
+    ``positions2 == positions1 + start1 - start2``.
     """
 
     start1: tuple[int, int, int]
@@ -56,6 +67,16 @@ def _draw_anchor(body: Any, rng: np.random.Generator) -> tuple[int, int, int]:
     return tuple(int(i) for i in np.unravel_index(body_voxels[rng.integers(body_voxels.size)], shape))
 
 
+def start_range(size: int, patch: int, anchor: int) -> tuple[int, int]:
+    """Smallest and largest start ``(low, high)`` of a patch along one axis.
+
+    The patch contains ``anchor``; it lies inside the axis if the axis is at least one
+    patch long (``size >= patch``: the reference range ``[max(0, a - p + 1), min(S - p, a)]``)
+    and covers the whole axis otherwise (``[S - p, 0]``).
+    """
+    return max(min(0, size - patch), anchor - patch + 1), min(max(0, size - patch), anchor)
+
+
 def sample_pair(body: Any, patch_size: Sequence[int], num_positions: int,
                 rng: np.random.Generator) -> PairSample:
     """Sample two overlapping patches of a volume and ``num_positions`` positive pairs.
@@ -72,9 +93,10 @@ def sample_pair(body: Any, patch_size: Sequence[int], num_positions: int,
     repeated position then also appears as a negative of itself; with (32, 128, 128)
     patches and m = 1000 the overlap is that small for about 5 in 100,000 pairs.
 
-    Raises ValueError if the volume is smaller than the patch along an axis (the
-    pre-training data preparation only keeps volumes at least one patch large) or has no
-    body voxel.
+    Along an axis where the volume is shorter than the patch, both patches cover the whole
+    axis (:func:`start_range`); the caller pads what lies outside the volume.
+
+    Raises ValueError if the volume has no body voxel.
     """
     shape = tuple(int(s) for s in body.shape)
     patch = tuple(int(p) for p in patch_size)
@@ -82,20 +104,17 @@ def sample_pair(body: Any, patch_size: Sequence[int], num_positions: int,
         raise ValueError(f"expected a 3-D body mask and a 3-D patch size, got shapes {shape} and {patch}")
     if any(p <= 0 for p in patch):
         raise ValueError(f"patch size must be positive, got {patch}")
-    if any(s < p for s, p in zip(shape, patch)):
-        raise ValueError(f"volume of shape {shape} is smaller than the patch {patch} along an axis; "
-                         f"pre-training volumes must be at least one patch large")
     if num_positions <= 0:
         raise ValueError(f"num_positions must be positive, got {num_positions}")
 
     anchor = _draw_anchor(body, rng)
-    low = [max(0, a - p + 1) for a, p in zip(anchor, patch)]
-    high = [min(s - p, a) for a, s, p in zip(anchor, shape, patch)]
-    start1 = tuple(int(rng.integers(lo, hi + 1)) for lo, hi in zip(low, high))
-    start2 = tuple(int(rng.integers(lo, hi + 1)) for lo, hi in zip(low, high))
+    ranges = [start_range(s, p, a) for s, p, a in zip(shape, patch, anchor)]
+    start1 = tuple(int(rng.integers(low, high + 1)) for low, high in ranges)
+    start2 = tuple(int(rng.integers(low, high + 1)) for low, high in ranges)
 
-    overlap_start = np.maximum(start1, start2)
-    overlap_stop = np.minimum(start1, start2) + np.array(patch)
+    # the voxels of the volume inside both patches (padding is not part of the volume)
+    overlap_start = np.maximum(np.maximum(start1, start2), 0)
+    overlap_stop = np.minimum(np.minimum(start1, start2) + np.array(patch), shape)
     overlap = tuple(slice(int(b), int(e)) for b, e in zip(overlap_start, overlap_stop))
     overlap_body = np.flatnonzero(np.asarray(body[overlap]))  # holds the anchor, never empty
     chosen = rng.choice(overlap_body, size=num_positions, replace=overlap_body.size < num_positions)

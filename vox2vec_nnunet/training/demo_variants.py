@@ -17,10 +17,12 @@ DEVICE = torch.device("cuda")
 
 
 class Vox2VecPretrainTrainer_Demo(Vox2VecPretrainTrainer):
-    """500 iterations of 4 volumes x 256 positions (paper: 100,000 of 10 x 1,000)."""
+    """500 iterations of 4 volumes x 256 positions (paper: 100,000 of 10 x 1,000), a snapshot
+    every 100 iterations."""
 
     num_volumes = 4
     num_positions = 256
+    snapshot_every = 2
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device: torch.device = DEVICE):
         super().__init__(plans, configuration, fold, dataset_json, device)

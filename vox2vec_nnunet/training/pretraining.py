@@ -10,10 +10,27 @@ each sampled voxel's 1008-d representation is projected to the 128-d unit sphere
 no weight decay, gradient-norm clip 1.0, 100,000 iterations (``num_epochs`` x
 ``num_iterations_per_epoch`` = 400 x 250, so a subclass shortens it the nnU-Net way).
 
-Data flow: background workers (nnU-Net's ``NonDetMultiThreadedAugmenter``) load cases and
-sample pairs; the augmentation runs where it is cheapest, on the GPU in the training step when
-there is one, otherwise in the CPU workers, so the model does not wait for data. On CUDA the
-backbone runs in bfloat16 autocast with projector and loss in float32.
+Data flow: background workers (batchgenerators' ordered ``MultiThreadedAugmenter``) load
+cases and sample pairs (:class:`vox2vec_nnunet.pretraining.dataloader.Vox2VecPairDataLoader`);
+the augmentation runs where it is cheapest, on the GPU in the training step when there is one,
+otherwise in the CPU workers (``augment_on_device``), so the model does not wait for data. On
+CUDA the backbone runs in bfloat16 autocast with projector and loss in float32
+(``backbone_autocast``); both settings can be forced on the CPU, where the tests run them.
+With CUDA the augmenter pins the batches' memory and the step copies them with
+``non_blocking=True``; torch 2.14 cannot pin memory without an accelerator
+(``Tensor.pin_memory()`` raises), so on the CPU the same step runs with unpinned batches, whose
+``non_blocking`` copies to the CPU are no-ops.
+
+Repeatable runs: every batch, and every patch's augmentation, is a pure function of the run's
+``seed`` and the global iteration (see the data loader), whatever the number of processes and
+data workers; the network is initialised after ``torch.manual_seed(seed)``. The seed is printed
+in the training log and stored in every checkpoint (``checkpoint["vox2vec"]["seed"]``), so
+``--c`` continues the same stream: a resumed run ends with the weights of an uninterrupted one.
+
+Snapshots: with ``snapshot_every = K`` every K-th epoch also writes a weights-only checkpoint
+``fold_X/snapshots/checkpoint_iter_{iteration:07d}.pth`` (e.g. ``checkpoint_iter_0005000.pth``
+after 5,000 iterations) holding ``network_weights`` and ``vox2vec`` (``seed``, ``iteration``,
+``epoch``); ``nnUNetv2_train -pretrained_weights`` takes it like ``checkpoint_final.pth``.
 
 Under ``-num_gpus`` (DDP) the embeddings of all ranks are gathered with gradients, so every
 negative of every rank counts and the gradients equal single-process training on the union
@@ -26,12 +43,15 @@ CPU so that ``-pretrained_weights`` loads them on any machine.
 """
 from __future__ import annotations
 
+import secrets
+from pathlib import Path
 from time import time
 
 import matplotlib
 import numpy as np
 import torch
-from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
+import torch.distributed as dist
+from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
 from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
 from nnunetv2.training.logging.nnunet_logger import LocalLogger
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
@@ -47,10 +67,18 @@ from vox2vec_nnunet.loss import info_nce, pair_cosine_similarities
 from vox2vec_nnunet.network.vox2vec import Vox2Vec
 from vox2vec_nnunet.nnunet_env import resolve_device
 from vox2vec_nnunet.pretraining.augmentation import IntensityAugmentation
-from vox2vec_nnunet.pretraining.dataloader import Vox2VecPairDataLoader
+from vox2vec_nnunet.pretraining.dataloader import MAX_SEED, Vox2VecPairDataLoader
 from vox2vec_nnunet.training.common import unwrap
 
 matplotlib.use("agg")
+
+SNAPSHOT_FOLDER = "snapshots"
+"""Subfolder of ``fold_X`` that holds the weights-only snapshots."""
+
+
+def snapshot_name(iteration: int) -> str:
+    """File name of the snapshot after ``iteration`` iterations: ``checkpoint_iter_0005000.pth``."""
+    return f"checkpoint_iter_{iteration:07d}.pth"
 
 
 class PretrainingLogger(LocalLogger):
@@ -86,18 +114,19 @@ class PretrainingLogger(LocalLogger):
 
 
 class AugmentInWorkers:
-    """batchgenerators transform: the intensity augmentation, run in the CPU data workers."""
+    """batchgenerators transform: the intensity augmentation, run in the CPU data workers.
+
+    Each view is augmented with the per-patch seeds the batch carries; it adds
+    ``augmented = True`` to the batch. (In a worker process the loader has set torch to one
+    thread.)
+    """
 
     def __init__(self, augmentation: IntensityAugmentation) -> None:
         self.augmentation = augmentation
-        self.generator: torch.Generator | None = None
 
     def __call__(self, **batch) -> dict:
-        if self.generator is None:  # first call inside this worker: one thread, own random stream
-            torch.set_num_threads(1)
-            self.generator = torch.Generator().manual_seed(int(np.random.randint(2 ** 62)))
-        for key in ("patches1", "patches2"):
-            batch[key] = self.augmentation(batch[key], self.generator)
+        for view, key in enumerate(("patches1", "patches2")):
+            batch[key] = self.augmentation(batch[key], batch["augmentation_seeds"][:, view])
         batch["augmented"] = True
         return batch
 
@@ -113,6 +142,17 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
     projection_dim: int = 128
     grad_clip_norm: float = 1.0
     augmentation: IntensityAugmentation = IntensityAugmentation()
+    seed: int | None = None
+    """Seed of the run's batches, augmentation and initialisation (0 <= seed < 2**63). None:
+    drawn from OS entropy at the start of a fresh run. Printed in the training log and stored
+    in the checkpoint; ``--c`` keeps the checkpoint's seed."""
+    snapshot_every: int | None = None
+    """Every this many epochs, a weights-only snapshot in ``fold_X/snapshots`` (None: none)."""
+    augment_on_device: bool | None = None
+    """Augment in the training step on the training device (True) or in the CPU data workers
+    (False). None: on the device when it is CUDA."""
+    backbone_autocast: bool | None = None
+    """Run the backbone in bfloat16 autocast (projector and loss stay float32). None: on CUDA."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -125,7 +165,9 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
         self.enable_deep_supervision = False
         self.save_every = 5
         self.logger.local_logger = PretrainingLogger()
-        self._augment_generator: torch.Generator | None = None
+        self.run_seed: int | None = None  # the seed in use: the attribute, drawn, or from the checkpoint
+        self._seed_source = ""
+        self._next_iteration = 0  # the global iteration train_step expects next
 
     @classmethod
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
@@ -137,6 +179,39 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
                                f"is not a vox2vec one (no FPN base_channels/num_levels). Prepare the data with "
                                f"vox2vec_nnunet_prepare_pretraining and train configuration 3d_vox2vec_pretrain.")
         return Vox2Vec(num_input_channels, kwargs["base_channels"], kwargs["num_levels"], cls.projection_dim)
+
+    def _uses_device_augmentation(self) -> bool:
+        return self.device.type == "cuda" if self.augment_on_device is None else bool(self.augment_on_device)
+
+    def _uses_backbone_autocast(self) -> bool:
+        return self.device.type == "cuda" if self.backbone_autocast is None else bool(self.backbone_autocast)
+
+    def _resolve_seed(self) -> None:
+        """The run's seed: from the checkpoint (``--c``), the ``seed`` attribute, or OS entropy."""
+        if self.run_seed is None:
+            if self.seed is not None:
+                self.run_seed, self._seed_source = self.seed, "the trainer's seed attribute"
+            else:
+                drawn = [secrets.randbits(63)]
+                if self.is_ddp:  # every rank must use rank 0's seed
+                    dist.broadcast_object_list(drawn, src=0)
+                self.run_seed = drawn[0]
+                self._seed_source = f"drawn from OS entropy; a variant with seed = {self.run_seed} repeats this run"
+        if isinstance(self.run_seed, bool) or not isinstance(self.run_seed, int) or \
+                not 0 <= self.run_seed <= MAX_SEED:
+            raise Vox2VecError(f"{type(self).__name__}.seed must be None or an integer in [0, 2**63), "
+                               f"got {self.run_seed!r}")
+
+    def initialize(self) -> None:
+        if self.snapshot_every is not None and (isinstance(self.snapshot_every, bool) or
+                                                not isinstance(self.snapshot_every, int) or self.snapshot_every < 1):
+            raise Vox2VecError(f"{type(self).__name__}.snapshot_every must be None or a positive number of epochs, "
+                               f"got {self.snapshot_every!r}")
+        self._resolve_seed()
+        torch.manual_seed(self.run_seed)  # a repeatable initialisation of the network
+        super().initialize()
+        unwrap(self.network).backbone_autocast = self._uses_backbone_autocast()
+        self.print_to_log_file(f"vox2vec pre-training seed: {self.run_seed} ({self._seed_source})")
 
     def _do_i_compile(self) -> bool:
         return False  # voxel read-out by fancy indexing; eager mode is what is tested
@@ -160,37 +235,47 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs, exponent=0.0)  # constant
 
     def get_dataloaders(self):
+        """The training batches in iteration order (batchgenerators' ordered augmenter), from the
+        iteration the run is at; no validation loader."""
         keys, _ = self.do_split()
         dataset = self.dataset_class(self.preprocessed_dataset_folder, keys)
         patch_size = self.configuration_manager.patch_size
         workers = get_allowed_n_proc_DA()
-        loader = Vox2VecPairDataLoader(dataset, self.batch_size, self.num_positions, patch_size,
-                                       num_threads_in_multithreaded=max(1, workers))
-        transform = None if self.device.type == "cuda" else AugmentInWorkers(self.augmentation)
+        rank, world_size = (dist.get_rank(), dist.get_world_size()) if self.is_ddp else (0, 1)
+        start = self.current_epoch * self.num_iterations_per_epoch
+        try:
+            loader = Vox2VecPairDataLoader(dataset, self.num_volumes, self.num_positions, patch_size,
+                                           seed=self.run_seed, rank=rank, world_size=world_size, start_iteration=start,
+                                           num_threads_in_multithreaded=max(1, workers))
+        except ValueError as error:  # names the case or the setting
+            raise Vox2VecError(str(error)) from None
+        self._next_iteration = start
+        on_device = self._uses_device_augmentation()
+        transform = None if on_device else AugmentInWorkers(self.augmentation)
         if workers == 0:
             train = SingleThreadedAugmenter(loader, transform)
-        else:
-            train = NonDetMultiThreadedAugmenter(loader, transform, num_processes=workers,
-                                                 num_cached=max(4, workers), seeds=None,
-                                                 pin_memory=self.device.type == "cuda", wait_time=0.002)
+        else:  # ordered: worker t makes iterations start + t + k * workers, read in turn
+            train = MultiThreadedAugmenter(loader, transform, num_processes=workers, num_cached_per_queue=2,
+                                           seeds=None, pin_memory=self.device.type == "cuda", wait_time=0.002)
         self.print_to_log_file(
             f"vox2vec pre-training: {len(keys)} volumes, n={self.num_volumes} volumes x m={self.num_positions} "
-            f"positions per iteration, patch {list(patch_size)}, tau={self.temperature}, augmentation on "
-            f"{'the GPU' if transform is None else 'the CPU workers'} ({workers} workers), "
-            f"{self.num_epochs * self.num_iterations_per_epoch:,} iterations")
+            f"positions per iteration ({len(loader.local_slots)} volumes on this process of {world_size}), patch "
+            f"{list(patch_size)}, tau={self.temperature}, augmentation on "
+            f"{f'the training device ({self.device.type})' if on_device else 'the CPU workers'} ({workers} "
+            f"workers), backbone autocast {'bfloat16' if self._uses_backbone_autocast() else 'off (float32)'}, "
+            f"{self.num_epochs * self.num_iterations_per_epoch:,} iterations, starting at iteration {start:,}")
         return train, None
 
-    def _augment_on_device(self, patches: torch.Tensor) -> torch.Tensor:
-        if self._augment_generator is None:
-            self._augment_generator = torch.Generator(device=self.device).manual_seed(
-                int(np.random.randint(2 ** 62)) + self.local_rank)
-        return self.augmentation(patches, self._augment_generator)
-
     def train_step(self, batch: dict) -> dict:
+        if batch["iteration"] != self._next_iteration:
+            raise RuntimeError(f"the data loader delivered iteration {batch['iteration']} where iteration "
+                               f"{self._next_iteration} was due: the batches must come in order")
+        self._next_iteration += 1
         patches = torch.cat([batch["patches1"], batch["patches2"]]).to(self.device, non_blocking=True)
         if not batch.get("augmented", False):
+            seeds = torch.cat([batch["augmentation_seeds"][:, 0], batch["augmentation_seeds"][:, 1]])
             with torch.no_grad():
-                patches = self._augment_on_device(patches)
+                patches = self.augmentation(patches, seeds)  # generators on the training device
         second = batch["positions2"].clone()
         second[:, 0] += batch["patches1"].shape[0]  # view 2 follows view 1 in the batch
         positions = torch.cat([batch["positions1"], second]).to(self.device, non_blocking=True)
@@ -225,17 +310,40 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
             f"loss {value('train_losses'):.4f}  cosine positive {value('positive_cosine'):.3f} negative "
             f"{value('negative_cosine'):.3f}  lr {value('lrs'):.2e}  epoch time {seconds:.1f} s "
             f"({self.num_iterations_per_epoch / seconds:.2f} it/s)")
+        # the snapshot first: a run stopped between the two resumes from the checkpoint before
+        # and writes the snapshot again, so no snapshot goes missing
+        if self.snapshot_every and (self.current_epoch + 1) % self.snapshot_every == 0:
+            self.save_snapshot()
         if (self.current_epoch + 1) % self.save_every == 0 and self.current_epoch != self.num_epochs - 1:
             self.save_checkpoint(f"{self.output_folder}/checkpoint_latest.pth")
         if self.local_rank == 0:
             self.logger.plot_progress_png(self.output_folder)
         self.current_epoch += 1
 
+    def _cpu_weights(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu() for k, v in unwrap(self.network).state_dict().items()}
+
+    def _run_record(self) -> dict:
+        """What a checkpoint records about the run beyond nnU-Net's keys (after this epoch)."""
+        return {"seed": self.run_seed, "iteration": (self.current_epoch + 1) * self.num_iterations_per_epoch,
+                "epoch": self.current_epoch + 1}
+
+    def save_snapshot(self) -> None:
+        """A weights-only checkpoint after this epoch, named by its iteration count (rank 0)."""
+        if self.local_rank != 0 or self.disable_checkpointing:
+            return
+        record = self._run_record()
+        snapshot = {"network_weights": self._cpu_weights(), "vox2vec": record, "trainer_name": type(self).__name__}
+        path = Path(self.output_folder) / SNAPSHOT_FOLDER / snapshot_name(record["iteration"])
+        path.parent.mkdir(exist_ok=True)
+        write_atomically(path, lambda tmp: torch.save(snapshot, tmp))
+        self.print_to_log_file(f"snapshot after iteration {record['iteration']:,}: {path}")
+
     def save_checkpoint(self, filename: str) -> None:
         if self.local_rank != 0 or self.disable_checkpointing:
             return
         checkpoint = {
-            "network_weights": {k: v.detach().cpu() for k, v in unwrap(self.network).state_dict().items()},
+            "network_weights": self._cpu_weights(),
             "optimizer_state": self.optimizer.state_dict(),
             "grad_scaler_state": None,
             "logging": self.logger.get_checkpoint(),
@@ -244,8 +352,22 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
             "init_args": self.my_init_kwargs,
             "trainer_name": self.__class__.__name__,
             "inference_allowed_mirroring_axes": None,
+            "vox2vec": self._run_record(),
         }
         write_atomically(filename, lambda tmp: torch.save(checkpoint, tmp))
+
+    def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
+        """nnU-Net's resume, plus the run's seed from the checkpoint (before the network is built)."""
+        checkpoint = filename_or_checkpoint
+        if isinstance(checkpoint, str):  # memory-mapped: reads the small record, not the tensors
+            checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        record = checkpoint.get("vox2vec")
+        if record is not None:
+            self.run_seed, self._seed_source = int(record["seed"]), "from the checkpoint"
+        else:
+            print("vox2vec: the checkpoint records no seed (written by an older version); the resumed run uses a "
+                  "new seed")
+        super().load_checkpoint(filename_or_checkpoint)
 
     def perform_actual_validation(self, save_probabilities: bool = False) -> None:
         self.print_to_log_file("vox2vec pre-training has no segmentation validation. Use the checkpoint with "
