@@ -15,12 +15,15 @@ Prints, side by side:
 
 * batches/s of one worker, and of ``--workers`` workers running at once on this machine
   (total and per worker: what the cores sustain together); each worker first produces one
-  untimed batch, then ``--batches`` timed ones;
+  untimed batch, then ``--batches`` timed ones; and the batches/s that reach the training
+  process through batchgenerators' ordered ``MultiThreadedAugmenter`` with as many workers
+  (the trainer's set-up: each batch is copied to the training process through shared memory);
 * the step time the loader must feed: ``--step_seconds`` (a GPU's), else measured here on the
   CPU: one pre-training step of the paper's FPN (16 x 6) on ``--step_volumes`` volumes,
   extrapolated linearly to n volumes (the CPU cannot hold the paper's n = 10 at once; see
   ``python -m vox2vec_nnunet.perf.pretrain_step_benchmark --memory``);
-* the workers needed for 2x headroom: ceil(2 x (1 / step time) / batches/s of one worker);
+* the workers needed for 2x headroom: ceil(2 x (1 / step time) / batches/s of one worker),
+  taking for one worker the lower of its own rate and its rate through the augmenter;
 * the verdict for a GPU node: ``--node_workers`` workers (12 of a 16-core node) at
   ``--node_step_seconds`` per iteration (0.15 s, an H100 bf16 step): their total rate must be
   at least twice 1 / 0.15 s = 13.3 batches/s. It assumes a worker on the node is as fast as
@@ -56,8 +59,9 @@ def data_folder(args: argparse.Namespace) -> Path:
     return root / dataset_name(args.dataset) / f"{args.plans}_{PRETRAINING_CONFIGURATION}"
 
 
-def make_loader(folder: Path, args: argparse.Namespace, seed: int):
-    """The trainer's loader and worker transform on the prepared dataset."""
+def make_loader(folder: Path, args: argparse.Namespace, seed: int, workers: int = 1):
+    """The trainer's loader (for ``workers`` augmenter workers) and worker transform on the
+    prepared dataset, as ``Vox2VecPretrainTrainer.get_dataloaders`` builds them."""
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
     from vox2vec_nnunet.pretraining.dataloader import Vox2VecPairDataLoader
@@ -65,9 +69,31 @@ def make_loader(folder: Path, args: argparse.Namespace, seed: int):
 
     dataset_class = infer_dataset_class(str(folder))
     dataset = dataset_class(str(folder), sorted(dataset_class.get_identifiers(str(folder))))
-    loader = Vox2VecPairDataLoader(dataset, args.volumes, args.positions, tuple(args.patch), seed=seed)
+    loader = Vox2VecPairDataLoader(dataset, args.volumes, args.positions, tuple(args.patch), seed=seed,
+                                   num_threads_in_multithreaded=workers)
     transform = AugmentInWorkers(Vox2VecPretrainTrainer.augmentation) if args.augment == "cpu" else None
     return loader, transform
+
+
+def through_augmenter(folder: Path, args: argparse.Namespace, workers: int) -> float:
+    """Batches per second that reach this process through batchgenerators' ordered augmenter
+    with ``workers`` worker processes, as the trainer reads them (``num_cached_per_queue=2``,
+    no pinned memory on the CPU): after one batch from every worker, ``--batches`` per worker."""
+    from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
+
+    loader, transform = make_loader(folder, args, seed=0, workers=workers)
+    augmenter = MultiThreadedAugmenter(loader, transform, num_processes=workers, num_cached_per_queue=2, seeds=None,
+                                       pin_memory=False, wait_time=0.002)
+    try:
+        for _ in range(workers):
+            next(augmenter)
+        count = args.batches * workers
+        begin = time.perf_counter()
+        for _ in range(count):
+            next(augmenter)
+        return count / (time.perf_counter() - begin)
+    finally:
+        augmenter._finish()
 
 
 def next_batch(loader, transform) -> dict:
@@ -173,15 +199,20 @@ def main(argv: list[str] | None = None) -> None:
         profile_worker(folder, args)
         return
 
-    rates = {}
+    rates, delivered = {}, {}
     for workers in args.workers:
         measured = measure_workers(folder, args, workers)
         per_worker = [1.0 / median for median, _ in measured]
-        rates[workers] = per_worker
+        rates[workers] = statistics.mean(per_worker)
+        delivered[workers] = through_augmenter(folder, args, workers) / workers
         print(f"  {workers} worker(s) at once: {sum(per_worker):6.2f} batches/s in total, "
-              f"{statistics.mean(per_worker):5.2f} per worker (median batch time "
-              f"{statistics.mean(m for m, _ in measured):.3f} s)")
-    one = statistics.mean(rates[min(rates)])
+              f"{rates[workers]:5.2f} per worker (median batch time {statistics.mean(m for m, _ in measured):.3f} "
+              f"s); through the trainer's ordered augmenter {workers * delivered[workers]:6.2f} batches/s reach the "
+              f"training process ({delivered[workers]:.2f} per worker)")
+    fewest = min(args.workers)
+    one = min(rates[fewest], delivered[fewest])
+    print(f"one worker: {one:.2f} batches/s (the lower of its own rate and its rate through the augmenter, with "
+          f"{fewest} worker(s) at once)")
 
     if args.step_seconds is not None:
         step, origin = args.step_seconds, "given (--step_seconds)"
