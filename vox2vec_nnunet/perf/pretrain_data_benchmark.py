@@ -40,6 +40,7 @@ import math
 import multiprocessing
 import pstats
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -81,9 +82,12 @@ def through_augmenter(folder: Path, args: argparse.Namespace, workers: int) -> f
     no pinned memory on the CPU): after one batch from every worker, ``--batches`` per worker."""
     from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
 
+    from vox2vec_nnunet.perf.augmenter_order_benchmark import _ignore_shutdown_race
+
     loader, transform = make_loader(folder, args, seed=0, workers=workers)
     augmenter = MultiThreadedAugmenter(loader, transform, num_processes=workers, num_cached_per_queue=2, seeds=None,
                                        pin_memory=False, wait_time=0.002)
+    threading.excepthook = _ignore_shutdown_race  # batchgenerators' shutdown race, as in that benchmark
     try:
         for _ in range(workers):
             next(augmenter)
