@@ -3,7 +3,8 @@ dataset (SPEC section 3), labeled cases in imagesTr/labelsTr and unlabeled ones 
 self-supervised pre-training) in imagesTs.
 
     vox2vec_nnunet_phantoms -d 501 -n 10 --unlabeled 20 --seed 0 [--name Phantoms]
-                            [--spacing Z Y X | --clinical [--downsample F]] [--raw DIR]
+                            [--spacing Z Y X | --clinical [--slices MIN MAX] [--slice_mm MM ...]
+                            [--downsample F]] [--raw DIR]
                             [--overwrite] [-np N]
 
 ``--clinical`` draws every case's scan as a scanner writes it (512 x 512 pixels, 100-600
@@ -40,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="clinical scans: per case 512 x 512 pixels of 0.6-0.9 mm (or a 180-230 mm "
                              "field of view around the kidneys), 100-600 slices of 0.6-5 mm, bodies 170-400 mm "
                              "wide, the patient table in most (up to 600 MB of int16 per image)")
+    parser.add_argument("--slices", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
+                        help="with --clinical: the range of the number of slices; default 100 600")
+    parser.add_argument("--slice_mm", type=float, nargs="+", default=None, metavar="MM",
+                        help="with --clinical: the slice spacings to draw from; default thin 0.6-1.25 mm or thick "
+                             "1.5-5 mm (e.g. --slices 800 800 --slice_mm 0.625 for 500 mm of thin slices)")
     parser.add_argument("--downsample", type=int, default=1, metavar="F",
                         help="with --clinical: sample each scan F times coarser along every axis (same field "
                              "of view and subject; for quick looks and tests); default 1")
@@ -65,10 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.clinical and args.spacing is not None:
             raise ValueError("--spacing and --clinical exclude each other (clinical scans draw their spacing)")
-        if args.downsample != 1 and not args.clinical:
-            raise ValueError("--downsample applies to --clinical scans only")
-        config = (ClinicalConfig(downsample=args.downsample) if args.clinical
-                  else PhantomConfig(spacing=tuple(args.spacing or PhantomConfig().spacing)))
+        if not args.clinical and (args.downsample != 1 or args.slices or args.slice_mm):
+            raise ValueError("--downsample, --slices and --slice_mm apply to --clinical scans only")
+        if args.clinical:
+            spacings = {} if args.slice_mm is None else {"thin_slice_mm": args.slice_mm, "thick_slice_mm": args.slice_mm}
+            config = ClinicalConfig(downsample=args.downsample, slices=tuple(args.slices or ClinicalConfig().slices),
+                                    **spacings)
+        else:
+            config = PhantomConfig(spacing=tuple(args.spacing or PhantomConfig().spacing))
         cases = args.num_labeled + args.unlabeled
         if args.clinical and cases >= 1:
             print(f"Clinical scans{f' (downsampled {args.downsample}x)' if args.downsample > 1 else ''}:")
