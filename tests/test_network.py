@@ -64,29 +64,6 @@ def test_voxel_representation_is_the_nearest_cell_of_every_level():
     assert torch.equal(dense[b, :, z, y, x], reps)
 
 
-def test_voxel_read_out_gradient_matches_advanced_indexing_and_stays_channels_last():
-    """The read-out by rows of the channels-last maps has the value and gradient of plain
-    advanced indexing (repeated positions accumulate), and its gradient keeps the maps'
-    channels-last layout."""
-    torch.manual_seed(0)
-    pyramid = [torch.randn(3, 2 * 2 ** i, 9 // 2 ** i + 1, 14 // 2 ** i + 1, 11 // 2 ** i + 1, dtype=torch.float64)
-               .contiguous(memory_format=torch.channels_last_3d).requires_grad_() for i in range(4)]
-    positions = torch.stack([torch.randint(0, s, (50,)) for s in (3, 9, 14, 11)], 1)
-    positions[7] = positions[3]  # a repeated position
-    weights = torch.randn(50, sum(p.shape[1] for p in pyramid), dtype=torch.float64)
-    reps = voxel_representations(pyramid, positions)
-    grads = torch.autograd.grad((reps * weights).sum(), pyramid)
-    batch, coords = positions[:, 0], positions[:, 1:]
-    expected = torch.cat([p[batch, :, *(coords >> i).unbind(1)] for i, p in enumerate(pyramid)], dim=1)
-    expected_grads = torch.autograd.grad((expected * weights).sum(), pyramid)
-    assert torch.equal(reps, expected)
-    for grad, expected_grad in zip(grads, expected_grads):
-        torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-12)
-        assert grad.is_contiguous(memory_format=torch.channels_last_3d)
-    with pytest.raises(ValueError, match="inside"):
-        voxel_representations(pyramid, torch.tensor([[0, 0, 15, 0]]))  # y beyond the 15 rows
-
-
 def test_linear_head_is_a_linear_classifier_on_the_concatenated_representation():
     torch.manual_seed(0)
     fpn = FPN3d(1, base_channels=2, num_levels=4).eval()

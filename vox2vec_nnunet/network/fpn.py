@@ -97,26 +97,15 @@ def voxel_representations(pyramid: list[torch.Tensor], positions: torch.Tensor) 
 
     Returns:
         ``(N, sum of level channels)`` tensor.
-
-    Each level is read as a table of rows, one per voxel (``(B*Z*Y*X, C)``; a view of a
-    channels-last map, which is how :class:`FPN3d` keeps them), by ``index_select``: its
-    gradient is then accumulated into a channels-last map too, so the backward of the FPN runs
-    in one memory layout (with plain advanced indexing the gradient arrives in the default
-    layout and every convolution's backward converts it: ``perf/pretrain_step_benchmark.py``).
     """
     if positions.ndim != 2 or positions.shape[1] != 4:
         raise ValueError(f"positions must have shape (N, 4), got {tuple(positions.shape)}")
     positions = positions.to(device=pyramid[0].device, dtype=torch.long)
     batch, coords = positions[:, 0], positions[:, 1:]
-    sizes = torch.tensor(pyramid[0].shape[:1] + pyramid[0].shape[2:], device=positions.device)
-    if ((positions < 0) | (positions >= sizes)).any():
-        raise ValueError(f"positions must lie inside the (batch, z, y, x) = {tuple(sizes.tolist())} input")
     features = []
     for level, fmap in enumerate(pyramid):
         z, y, x = (coords >> level).unbind(1)
-        _, channels, depth, height, width = fmap.shape
-        rows = fmap.permute(0, 2, 3, 4, 1).reshape(-1, channels)
-        features.append(rows.index_select(0, ((batch * depth + z) * height + y) * width + x))
+        features.append(fmap[batch, :, z, y, x])
     return torch.cat(features, dim=1)
 
 

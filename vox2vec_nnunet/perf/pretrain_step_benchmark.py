@@ -11,10 +11,11 @@ n volumes (2n patches) through the FPN, the m positions per volume read out and 
 InfoNCE with tau = 0.1, backward, gradient-norm clipping at 1.0, one Adam step (lr 3e-4).
 
 * ours: the model as the trainer builds it (:class:`vox2vec_nnunet.network.vox2vec.Vox2Vec`:
-  channels-last FPN and read-out), the blockwise :func:`vox2vec_nnunet.loss.info_nce` and the
-  trainer's optimiser (:func:`vox2vec_nnunet.network.vox2vec.pretraining_optimizer`);
-* reference style: the same model and weights in PyTorch's default NCDHW layout, voxels read
-  out by advanced indexing, the dense InfoNCE over the 2N x 2N logits written below
+  channels-last FPN, in-place ReLUs and residual sums), the blockwise
+  :func:`vox2vec_nnunet.loss.info_nce` and the trainer's optimiser (:func:`pretraining_optimizer`);
+* reference style: the same model and weights in PyTorch's default NCDHW layout with
+  out-of-place ReLUs and sums, voxels read out by advanced indexing (as ours), the dense
+  InfoNCE over the 2N x 2N logits written below
   (independent of ours, as in ``tests/test_loss.py``) and ``torch.optim.Adam`` with its
   defaults, all float32 as the reference trains.
 
