@@ -21,3 +21,33 @@ def test_doctor_prints_the_fixes_then_all_set(tmp_path, monkeypatch, capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
     assert "nnUNetv2_train finds Vox2VecTrainer, Vox2VecPretrainTrainer" in out and "All set." in out
+
+
+def test_unknown_dataset_is_one_line_naming_the_folders_and_what_is_there(tmp_path, monkeypatch, capsys):
+    from vox2vec_nnunet.commands.plan import main as plan
+
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / name))
+    (tmp_path / "nnUNet_raw" / "Dataset005_Liver").mkdir()
+    assert plan(["-d", "999"]) != 0
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1
+    assert "'999'" in message and str(tmp_path / "nnUNet_raw") in message and "Dataset005_Liver" in message
+
+
+def test_nnunet_trainer_search_for_our_trainers_warns_nothing():
+    """nnUNetv2_train looks a trainer up by importing every trainer module (nnU-Net's and ours);
+    nothing of that may put a warning into every training log."""
+    import subprocess
+    import sys
+
+    script = ("import nnunetv2, os; from nnunetv2.utilities.find_class_by_name import recursive_find_python_class; "
+              "from vox2vec_nnunet.nnunet_env import trainers_dir; "
+              "assert recursive_find_python_class(os.path.join(nnunetv2.__path__[0], 'training', 'nnUNetTrainer'), "
+              "'Vox2VecTrainer_FineTune', 'nnunetv2.training.nnUNetTrainer') is None; "
+              "assert recursive_find_python_class(str(trainers_dir()), 'Vox2VecTrainer_FineTune', "
+              "'vox2vec_nnunet_trainers') is not None")
+    result = subprocess.run([sys.executable, "-W", "always", "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ LABELED_NAME = "Dataset601_DemoPhantoms"
 PRETRAIN_NAME = "Dataset901_Vox2VecPretraining"
 PLANS, SEG_CONFIG, PRE_CONFIG = "Vox2VecPlans", "3d_vox2vec", "3d_vox2vec_pretrain"
 ECHO = ("Epoch ", "loss", "Dice", "Summary", "skipped", "wrote", "error", "Error", "Traceback", "[fold", "Using trainer")
+ECHO_WIDTH = 120
 
 
 @dataclass(frozen=True)
@@ -81,13 +84,16 @@ class Demo:
         """Run a command, log all of it, echo its progress lines; fail clearly."""
         log = self.log_folder / f"{name}.log"
         print(f"$ {' '.join(map(str, args))}\n  (full output: {log})", flush=True)
-        with open(log, "a") as handle:
-            process = subprocess.Popen([str(a) for a in args], env=self.env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True, bufsize=1)
+        # A private temporary folder per command: multiprocessing's pymp-* folders of data workers
+        # that nnU-Net terminates are removed with it instead of piling up in /tmp.
+        with open(log, "a") as handle, tempfile.TemporaryDirectory(prefix="tmp-", dir=self.s.workspace) as tmp:
+            process = subprocess.Popen([str(a) for a in args], env={**self.env, "TMPDIR": tmp},
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
             for line in process.stdout:
                 handle.write(line)
                 if any(key in line for key in ECHO):
-                    print(f"  {line.rstrip()[-160:]}", flush=True)
+                    print(textwrap.fill(line.rstrip(), width=ECHO_WIDTH, initial_indent="  ",
+                                        subsequent_indent="    ", break_long_words=False), flush=True)
             if process.wait() != 0:
                 raise Vox2VecError(f"`{' '.join(map(str, args))}` failed (exit {process.returncode}); see {log}")
 

@@ -28,17 +28,21 @@ def require_path_variable(name: str) -> Path:
 
 
 def dataset_name(dataset: str | int) -> str:
-    """``DatasetXXX_Name`` for an ID or name, looked up in nnU-Net's folders, or a clear error."""
+    """``DatasetXXX_Name`` for an ID or name, looked up in nnU-Net's folders, or a one-line error
+    naming the dataset, the folders searched and the datasets that exist there."""
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
-    for name in NNUNET_PATH_VARIABLES[:2]:
-        require_path_variable(name)
+    folders = [require_path_variable(name) for name in NNUNET_PATH_VARIABLES[:2]]
     try:
         return maybe_convert_to_dataset_name(dataset)
-    except (RuntimeError, ValueError) as e:
-        raise Vox2VecError(f"dataset {dataset!r} was not found in $nnUNet_raw ({os.environ['nnUNet_raw']}), "
-                           f"$nnUNet_preprocessed or $nnUNet_results. Give an existing dataset ID or a name "
-                           f"DatasetXXX_Name. ({e})") from None
+    except (RuntimeError, ValueError):
+        pass
+    results = os.environ.get("nnUNet_results")
+    searched = [*folders, *([Path(results)] if results else [])]
+    existing = sorted({p.name for folder in searched if folder.is_dir() for p in folder.iterdir()
+                       if p.is_dir() and p.name.startswith("Dataset")})
+    raise Vox2VecError(f"dataset {dataset!r} was not found in {', '.join(map(str, searched))}; datasets there: "
+                       f"{', '.join(existing) if existing else 'none'}")
 
 
 def resolve_device(device: torch.device) -> torch.device:
