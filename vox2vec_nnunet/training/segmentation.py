@@ -121,7 +121,12 @@ class Vox2VecTrainer(nnUNetTrainer):
         write_atomically(filename, super().save_checkpoint)
 
     def on_train_start(self) -> None:
-        super().on_train_start()
+        # Decided and checked before nnU-Net starts its data-augmentation workers: nnU-Net loads
+        # -pretrained_weights (or the --c checkpoint) in run_training.maybe_load_checkpoint,
+        # before run_training() calls on_train_start, so the backbone is final here and a
+        # refusal exits cleanly instead of racing the workers' shutdown.
+        if not self.was_initialized:  # nnU-Net initialises here when no weights were loaded
+            self.initialize()
         record_file = Path(self.output_folder) / RUN_RECORD
         previous = json.loads(record_file.read_text()) if self._resumed and record_file.is_file() else None
         if previous is not None:  # --c: the backbone's origin was decided when the run started
@@ -135,6 +140,7 @@ class Vox2VecTrainer(nnUNetTrainer):
                 f"(the backbone is randomly initialised). Pass -pretrained_weights CHECKPOINT (from "
                 f"Vox2VecPretrainTrainer or vox2vec_nnunet_import_weights), or use "
                 f"{type(self).__name__}_RandomInit for the random-FPN baseline.")
+        super().on_train_start()
         described = {"pretrained": f"PRE-TRAINED weights ({weights or 'loaded before training'})",
                      "random_init": "RANDOM INITIALISATION (no pre-trained weights)"}[self.backbone_source]
         self.print_to_log_file(
