@@ -126,10 +126,17 @@ def test_table_numbers_files_and_missing_folds(results_tree: Path, tmp_path: Pat
     md = (out / "dice_table.md").read_text()
     scratch_line = next(line for line in md.splitlines() if line.startswith("| from scratch"))
     assert scratch_line == ("| from scratch | random_init | 48,592,477 | 45,000 × 7 | 3 | "
-                            "85.0 ± 5.0 | 70.0 ± 10.0 | 77.5 ± 6.6 |")
+                            "85.0 ± 5.0 | 70.0 ± 10.0 | 77.5 ± 6.6 | — | — |")
+    # paired with scratch's per-fold means .80 .70 (.825): linear .55-.80, .55-.70 = -.25, -.15
+    #   -> -.20 ± sqrt((.05² + .05²)/1) = .0707107; random FPN fold 0 only: .4 - .8 = -.4, std n/a
     assert "| linear probing | pretrained | 13,117 | 45,000 × 7 | 2 | 65.0 ± 7.1 | 45.0 ± 7.1 | " \
-           "55.0 ± 0.0 |" in md
-    assert "40.0 ± n/a" in md
+           "55.0 ± 0.0 | f0 -25.0, f1 -15.0 | -20.0 ± 7.1 |" in md
+    assert "| 40.0 ± n/a | f0 -40.0 | -40.0 ± n/a |" in md
+    assert rows["linear_probe"]["paired_diff_to_scratch_per_fold"] == f"0:{-0.25!r} 1:{0.55 - 0.7!r}"
+    assert float(rows["linear_probe"]["paired_diff_to_scratch_mean"]) == pytest.approx(-0.2)
+    assert float(rows["linear_probe"]["paired_diff_to_scratch_std"]) == pytest.approx(0.0707107, abs=1e-6)
+    assert rows["nonlinear_probe_random"]["paired_diff_to_scratch_std"] == ""
+    assert rows["scratch"]["paired_diff_to_scratch_mean"] == "0.0"
     # missing folds: which setup, which fold, which file
     assert "linear_probe, fold 2: no validation result, missing validation/summary.json" in md
     assert str(_trainer_dir(results_tree, "Vox2VecTrainer_LinearProbe") / "fold_2" /
@@ -249,12 +256,15 @@ def test_label_efficiency_table(env: dict[str, Path], tmp_path: Path) -> None:
         _write_fold(r, "scratch", state.fold_index(1, f), liver, spleen, params=48_592_477)
     for f, (liver, spleen) in enumerate([(0.6, 0.4), (0.7, 0.5)]):
         _write_fold(r, "scratch", state.fold_index(2, f), liver, spleen, params=48_592_477)
+    # fine-tuning, 1 labeled: per fold .4 .5 .4, paired with scratch's .3 .3 .4: +.1 +.2 0 -> +.1 ± .1
+    for f, (liver, spleen) in enumerate([(0.4, 0.4), (0.5, 0.5), (0.5, 0.3)]):
+        _write_fold(r, "finetune", state.fold_index(1, f), liver, spleen, params=48_592_477)
     out = tmp_path / "out"
-    code = main(["-d", DATASET, "--setups", "scratch", "--folds", "3", "--labeled", "1", "2",
+    code = main(["-d", DATASET, "--setups", "scratch", "finetune", "--folds", "3", "--labeled", "1", "2",
                  "-o", str(out)])
     assert code == 0  # the regular folds were never trained; the label-efficiency ones were
     with (out / "label_efficiency.csv").open() as f:
-        lines = {int(row["num_labeled"]): row for row in csv.DictReader(f)}
+        lines = {int(row["num_labeled"]): row for row in csv.DictReader(f) if row["setup"] == "scratch"}
     assert float(lines[1]["mean_dice_mean"]) == pytest.approx(1 / 3)
     assert float(lines[1]["mean_dice_std"]) == pytest.approx(0.057735, abs=1e-6)
     assert float(lines[2]["mean_dice_mean"]) == pytest.approx(0.55)
@@ -264,6 +274,8 @@ def test_label_efficiency_table(env: dict[str, Path], tmp_path: Path) -> None:
     assert "| from scratch | random_init | 48,592,477 | 33.3 ± 5.8 (n=3) | 55.0 ± 7.1 (n=2) |" in md
     assert f"scratch, fold {state.fold_index(2, 2)}: 2 labeled, regular fold 2: fold not " \
            f"trained" in md
+    i = [state.fold_index(1, f) for f in range(3)]
+    assert f"| fine-tuning | +10.0 ± 10.0 (f{i[0]} +10.0, f{i[1]} +20.0, f{i[2]} +0.0) | — |" in md
     assert imread(out / "dice_vs_labeled.png").shape[0] > 100
 
 

@@ -35,3 +35,25 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, capsys):
     assert main(args) == 0  # a second run finds every step done
     again = capsys.readouterr().out
     assert "already there" in again and "already pre-trained" in again
+
+
+def test_table1_mode_runs_every_setup_at_the_demo_budget_then_few_labels(tmp_path, monkeypatch, capsys):
+    from vox2vec_nnunet.benchmark.setups import SETUPS
+    from vox2vec_nnunet.demo import Demo, DemoSettings
+
+    commands: list[list[str]] = []
+    monkeypatch.setattr(Demo, "run", lambda self, name, args: commands.append([str(a) for a in args]))
+    demo = Demo(DemoSettings(workspace=tmp_path, table1=True, labeled_cases=(1, 2)))
+    table, labeled = demo.table1(tmp_path / "fpn.pth")
+    assert len(commands) == 2 and all(c[0] == "vox2vec_nnunet_benchmark" for c in commands)
+    all_setups, few = commands
+    assert all_setups[all_setups.index("--setups") + 1:all_setups.index("--folds")] == list(SETUPS)
+    assert few[few.index("--setups") + 1:few.index("--folds")] == ["scratch", "finetune", "nonlinear_probe"]
+    assert few[few.index("--labeled") + 1:] == ["1", "2"] and "--labeled" not in all_setups
+    for c in commands:
+        assert c[c.index("--trainer_variant") + 1] == "Demo" and c[c.index("--folds") + 1] == "3"
+    assert (table, labeled) == (tmp_path / "table1", tmp_path / "table1_labeled")
+    settings = demo.table1_settings()
+    assert "every setup 500 iterations (5 x 100), Adam lr 0.003" in settings
+    assert "frozen for 166 iterations, then its lr rises 0.0003 -> 0.003 over 13" in settings
+    assert "with and without BatchNorm statistics re-estimated" in settings

@@ -13,9 +13,14 @@ from vox2vec_nnunet.commands.import_weights import main as import_main
 from vox2vec_nnunet.network.fpn import FPN3d
 from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.network.segmentation import Vox2VecSegmentationNetwork
+from vox2vec_nnunet.benchmark.setups import SETUPS, resolve_setups
+from vox2vec_nnunet.training.budget_variants import VARIANTS
+from vox2vec_nnunet.training.budgets import DEMO, PAPER, VARIANT_BUDGETS
+from vox2vec_nnunet.training.common import NoTestTimeMirroring
+from vox2vec_nnunet.training import segmentation
 from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer_FineTune,
                                                   Vox2VecTrainer_LinearProbe, Vox2VecTrainer_NonLinearProbe,
-                                                  finetune_backbone_lr)
+                                                  finetune_backbone_lr, finetune_schedule)
 from vox2vec_nnunet.weights import check_backbone_fits
 from vox2vec_nnunet_plans.builder import SEGMENTATION_CONFIGURATION, build_plans, default_settings
 
@@ -83,13 +88,50 @@ def test_finetune_schedule_follows_the_paper(make_trainer):
     assert finetune_backbone_lr(15_900, 15_000) == pytest.approx(3e-5 * 10 ** 0.75)
     assert finetune_backbone_lr(16_200, 15_000) == pytest.approx(3e-4)
     assert finetune_backbone_lr(44_999, 15_000) == pytest.approx(3e-4)
+    assert finetune_schedule(45_000) == (15_000, 1_200)
     trainer = make_trainer(Vox2VecTrainer_FineTune)
-    assert trainer.freeze_iterations == 15_000
+    assert (trainer.freeze_iterations, trainer.backbone_warmup_iterations) == (15_000, 1_200)
     assert [round(trainer.backbone_lr(i), 12) for i in (0, 15_000, 15_300, 16_200)] == \
         [0.0, 3e-5, round(3e-5 * 10 ** 0.25, 12), 3e-4]
     groups = trainer.optimizer.param_groups
     assert {id(p) for p in groups[1]["params"]} == {id(p) for p in trainer.network.backbone.parameters()}
     assert groups[0]["lr"] == 3e-4
+
+
+def test_finetune_schedule_scales_with_the_budget(make_trainer):
+    # the paper's proportions: a third frozen, 1,200/45,000 of the run to warm up (at least 1)
+    assert finetune_schedule(500) == (166, 13) and finetune_schedule(400) == (133, 11)
+    assert finetune_schedule(4_000) == (1_333, 107) and finetune_schedule(10) == (3, 1)
+    trainer = make_trainer(VARIANTS["Vox2VecTrainer_FineTune_Demo"])
+    assert (trainer.total_iterations, trainer.freeze_iterations, trainer.backbone_warmup_iterations) == (500, 166, 13)
+    lrs = [trainer.backbone_lr(i) for i in range(500)]
+    assert lrs[165] == 0.0 and lrs[166] == pytest.approx(3e-4) and lrs[172] == pytest.approx(3e-4 * 10 ** (6 / 13))
+    assert lrs[179] == lrs[499] == 3e-3 == trainer.optimizer.param_groups[0]["lr"]
+    assert all(a <= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_every_setup_has_every_budget_with_equal_iterations_and_batch(make_trainer):
+    trainers = {s.trainer for s in SETUPS.values()}
+    assert set(VARIANTS) == {f"{t}_{b}" for t in trainers for b in VARIANT_BUDGETS}
+    for budget in (PAPER, *VARIANT_BUDGETS.values()):
+        setups = resolve_setups(list(SETUPS), budget.name or None)
+        made = [make_trainer(VARIANTS[s.trainer] if budget.name else getattr(segmentation, s.trainer))
+                for s in setups]
+        assert {(t.total_iterations, t.configuration_manager.batch_size, t.initial_lr, t.num_val_iterations_per_epoch) for t in made} == \
+            {(budget.total_iterations, 2, budget.initial_lr, budget.num_val_iterations_per_epoch)}
+        for setup, trainer in zip(setups, made):
+            assert type(trainer).__name__ == setup.trainer
+            assert isinstance(trainer, NoTestTimeMirroring) != budget.test_time_mirroring
+    assert DEMO.total_iterations == 500 and VARIANT_BUDGETS["DemoLong"].total_iterations == 2_000
+
+
+def test_nnunet_finds_the_budget_variants_by_name(monkeypatch):
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+    from vox2vec_nnunet.nnunet_env import trainers_dir
+    for name in ("Vox2VecTrainer_Demo", "Vox2VecTrainer_FineTune_DemoLong",
+                 "Vox2VecTrainer_NonLinearProbe_RandomInitBN_Demo"):
+        found = recursive_find_python_class(str(trainers_dir()), name, current_module=None)
+        assert found is VARIANTS[name] and issubclass(found, getattr(segmentation, name.rsplit("_", 1)[0]))
 
 
 def test_import_published_weights_then_nnunet_loads_them(tmp_path, capsys):

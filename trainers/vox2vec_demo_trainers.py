@@ -1,13 +1,4 @@
-"""Short-budget vox2vec trainers for CPU demos, for ``nnUNetv2_train -tr NAME``."""
-from vox2vec_nnunet.training.demo_variants import (Vox2VecPretrainTrainer_Demo, Vox2VecPretrainTrainer_DemoLong,
-                                                   Vox2VecTrainer_LinearProbe_Demo,
-                                                   Vox2VecTrainer_LinearProbe_DemoLong,
-                                                   Vox2VecTrainer_LinearProbe_RandomInit_Demo,
-                                                   Vox2VecTrainer_LinearProbe_RandomInit_DemoLong,
-                                                   Vox2VecTrainer_LinearProbe_RandomInitBN_Demo,
-                                                   Vox2VecTrainer_LinearProbe_RandomInitBN_DemoLong)
+"""Short-budget vox2vec pre-training trainers for CPU demos, for ``nnUNetv2_train -tr NAME``."""
+from vox2vec_nnunet.training.demo_variants import Vox2VecPretrainTrainer_Demo, Vox2VecPretrainTrainer_DemoLong
 
-__all__ = ["Vox2VecPretrainTrainer_Demo", "Vox2VecPretrainTrainer_DemoLong", "Vox2VecTrainer_LinearProbe_Demo",
-           "Vox2VecTrainer_LinearProbe_DemoLong", "Vox2VecTrainer_LinearProbe_RandomInit_Demo",
-           "Vox2VecTrainer_LinearProbe_RandomInit_DemoLong", "Vox2VecTrainer_LinearProbe_RandomInitBN_Demo",
-           "Vox2VecTrainer_LinearProbe_RandomInitBN_DemoLong"]
+__all__ = ["Vox2VecPretrainTrainer_Demo", "Vox2VecPretrainTrainer_DemoLong"]

@@ -11,6 +11,12 @@ random baseline is the same FPN frozen at its random initialisation with its Bat
 statistics re-estimated on the training data (the stronger of the two random baselines: without
 re-estimation the random features are so small that a probe at this budget does not leave the
 all-background solution). Every step resumes when the demo is run again.
+
+``--table1`` is a separate, longer mode: after the same pre-training it runs every setup of the
+paper's Table 1 (from scratch, linear and non-linear probing, fine-tuning and the random-FPN
+baselines, both kinds) at the same demo budget on the same folds, then from scratch,
+fine-tuning and non-linear probing on 1, 2 and 4 labeled cases per fold, and writes the table
+(with each setup's paired difference to from scratch) and the Dice-vs-labeled-cases figure.
 """
 from __future__ import annotations
 
@@ -26,11 +32,16 @@ from pathlib import Path
 from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.nnunet_env import trainers_dir
 from vox2vec_nnunet.phantoms import PhantomConfig, write_nnunet_raw_dataset
+from vox2vec_nnunet.training.budgets import VARIANT_BUDGETS
+from vox2vec_nnunet.training.segmentation import finetune_schedule
 
 LABELED_ID, PRETRAIN_ID = 601, 901
 LABELED_NAME = "Dataset601_DemoPhantoms"
 PRETRAIN_NAME = "Dataset901_Vox2VecPretraining"
 PLANS, SEG_CONFIG, PRE_CONFIG = "Vox2VecPlans", "3d_vox2vec", "3d_vox2vec_pretrain"
+TABLE1_SETUPS = ("scratch", "linear_probe", "nonlinear_probe", "finetune", "linear_probe_random",
+                 "nonlinear_probe_random", "linear_probe_random_bn", "nonlinear_probe_random_bn")
+LABELED_SETUPS = ("scratch", "finetune", "nonlinear_probe")
 ECHO = ("Epoch ", "loss", "Dice", "Summary", "skipped", "wrote", "error", "Error", "Traceback", "[fold", "Using trainer")
 ECHO_WIDTH = 120
 
@@ -51,6 +62,8 @@ class DemoSettings:
     base_channels: int = 8
     num_levels: int = 5
     num_processes: int = 2
+    table1: bool = False
+    labeled_cases: tuple[int, ...] = (1, 2, 4)
 
     @property
     def fpn_args(self) -> list[str]:
@@ -155,11 +168,55 @@ class Demo:
               f"Total time: {time.time() - self.start:.0f} s")
 
 
+    def benchmark(self, name: str, weights: Path, setups: tuple[str, ...], labeled: tuple[int, ...] = ()) -> Path:
+        output = self.s.workspace / name
+        self.run(name, ["vox2vec_nnunet_benchmark", "-d", LABELED_ID, "-p", PLANS, "-c", SEG_CONFIG,
+                        "--setups", *setups, "--folds", self.s.folds, "--pretrained_weights", weights, "--run",
+                        "-device", self.s.device, "--trainer_variant", self.s.trainer_variant, "-o", output,
+                        *(["--labeled", *labeled] if labeled else [])])
+        return output
+
+    def table1(self, weights: Path) -> tuple[Path, Path]:
+        self.step(f"4/5 Table 1: {len(TABLE1_SETUPS)} setups x {self.s.folds} folds, then "
+                  f"{', '.join(LABELED_SETUPS)} on {', '.join(map(str, self.s.labeled_cases))} labeled cases")
+        table = self.benchmark("table1", weights, TABLE1_SETUPS)
+        labeled = self.benchmark("table1_labeled", weights, LABELED_SETUPS, self.s.labeled_cases)
+        return table, labeled
+
+    def table1_settings(self) -> str:
+        budget = VARIANT_BUDGETS.get(self.s.trainer_variant)
+        if budget is None:
+            schedule = f"trainers *_{self.s.trainer_variant}"
+        else:
+            freeze, warmup = finetune_schedule(budget.total_iterations)
+            schedule = (f"every setup {budget.describe()} (trainers *_{budget.name}); fine-tuning: backbone "
+                        f"frozen for {freeze} iterations, then its lr rises {budget.initial_lr / 10:g} -> "
+                        f"{budget.initial_lr:g} over {warmup}")
+        return (f"Settings: phantoms {self.s.labeled} labeled / {self.s.unlabeled} unlabeled at "
+                f"{'x'.join(self.s.spacing)} mm, patch {'x'.join(self.s.patch_size)}, FPN {self.s.base_channels} "
+                f"base channels x {self.s.num_levels} levels; {self.s.folds} folds; {schedule}; random baselines: "
+                f"the same FPN frozen at random initialisation, with and without BatchNorm statistics "
+                f"re-estimated on 20 training batches; few labels: {', '.join(map(str, self.s.labeled_cases))} "
+                f"labeled cases drawn from each fold's training cases; device {self.s.device}.")
+
+    def report_table1(self, table: Path, labeled: Path) -> None:
+        self.step("5/5 results")
+        print((table / "dice_table.md").read_text())
+        print((labeled / "label_efficiency.md").read_text())
+        print(self.table1_settings())
+        print(f"Table: {table / 'dice_table.md'} and .csv\nFigures: {table / 'dice_vs_parameters.png'}, "
+              f"{labeled / 'dice_vs_labeled.png'}\nWorkspace: {self.s.workspace} (run again to resume)\n"
+              f"Total time: {time.time() - self.start:.0f} s")
+
+
 def run_demo(settings: DemoSettings) -> int:
     demo = Demo(settings)
     print(f"vox2vec-nnunet demo in {settings.workspace} on {settings.device} ({sys.executable})")
     demo.phantoms()
     demo.plan()
     weights = demo.pretrain()
-    demo.report(demo.probe(weights))
+    if settings.table1:
+        demo.report_table1(*demo.table1(weights))
+    else:
+        demo.report(demo.probe(weights))
     return 0

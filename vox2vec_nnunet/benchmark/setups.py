@@ -55,7 +55,9 @@ def resolve_setups(names: Sequence[str], trainer_variant: str | None = None) -> 
     """The setups called ``names``, in the given order (duplicates dropped).
 
     ``trainer_variant`` selects budget variants of the trainers, nnU-Net style: ``Demo`` runs
-    ``Vox2VecTrainer_LinearProbe_Demo`` instead of ``Vox2VecTrainer_LinearProbe``. Raises
+    ``Vox2VecTrainer_LinearProbe_Demo`` instead of ``Vox2VecTrainer_LinearProbe``; every
+    setup's trainer has the variants of ``vox2vec_nnunet.training.budgets.VARIANT_BUDGETS``,
+    generated from this table (``vox2vec_nnunet.training.budget_variants``). Raises
     ``ValueError`` naming the unknown setup and listing the known ones.
     """
     unknown = [n for n in names if n not in SETUPS]

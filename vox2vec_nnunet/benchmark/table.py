@@ -10,6 +10,10 @@ Statistics (paper Sect. 5: "mean value and standard deviation of Dice score acro
 * a NaN Dice (a label absent from every validation case and never predicted) is left out of
   its average and reported.
 
+* paired difference to from scratch (when scratch is in the table): per fold, the setup's mean
+  over labels minus scratch's on the same fold (the same validation cases), then mean ± sample
+  std over the folds both have; a gap is worth reading only where it exceeds that spread.
+
 The Markdown shows Dice in percent with one decimal, as the paper's tables do; the CSV keeps
 nnU-Net's fractions in [0, 1] at full precision, with mean and std in separate columns.
 """
@@ -31,6 +35,7 @@ T = TypeVar("T")
 
 MIXED = "mixed"
 UNKNOWN = "unknown"
+REFERENCE_SETUP = "scratch"
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class Row:
     folds: tuple[int, ...]
     label_dice: dict[str, MeanStd]
     mean_dice: MeanStd
+    fold_mean_dice: tuple[float, ...]  # mean over labels per fold, aligned with ``folds``
     trainable_parameters: int | None  # None: unknown, or the folds disagree (then a Problem)
     backbone_source: str  # "pretrained", "random_init", MIXED or UNKNOWN
     num_iterations: int | None
@@ -111,11 +117,44 @@ def summarise(setup: Setup, folds: Sequence[FoldResult]) -> tuple[Row, list[Prob
         source = MIXED if any(f.run is not None for f in folds) else UNKNOWN
     row = Row(setup=setup, folds=tuple(f.fold for f in folds),
               label_dice={name: mean_std([f.dice[name] for f in folds]) for name in label_names},
-              mean_dice=mean_std(per_fold_mean), trainable_parameters=params,
+              mean_dice=mean_std(per_fold_mean), fold_mean_dice=tuple(per_fold_mean),
+              trainable_parameters=params,
               backbone_source=source,
               num_iterations=None if budget is None else budget[0],
               batch_size=None if budget is None else budget[1])
     return row, problems
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Per-fold differences of the mean Dice over labels (setup minus reference) on the folds
+    both have, and their mean ± sample std."""
+
+    folds: tuple[int, ...]
+    differences: tuple[float, ...]
+    stats: MeanStd
+
+    def percent_per_fold(self) -> str:
+        return ", ".join(f"f{f} {100 * d:+.1f}" for f, d in zip(self.folds, self.differences)) or "n/a"
+
+    def percent(self) -> str:
+        if self.stats.n == 0:
+            return "n/a"
+        std = "n/a" if self.stats.std is None else f"{100 * self.stats.std:.1f}"
+        return f"{100 * self.stats.mean:+.1f} ± {std}"
+
+
+def paired_difference(row: Row, reference: Row) -> PairedDifference:
+    """``row`` minus ``reference``, fold by fold (mean Dice over labels), on their common folds."""
+    theirs = dict(zip(reference.folds, reference.fold_mean_dice))
+    pairs = [(f, d - theirs[f]) for f, d in zip(row.folds, row.fold_mean_dice)
+             if f in theirs and math.isfinite(d) and math.isfinite(theirs[f])]
+    return PairedDifference(tuple(f for f, _ in pairs), tuple(d for _, d in pairs),
+                            mean_std([d for _, d in pairs]))
+
+
+def _reference(rows: Sequence[Row]) -> Row | None:
+    return next((r for r in rows if r.setup.name == REFERENCE_SETUP), None)
 
 
 def _parameters(row: Row) -> str:
@@ -143,11 +182,24 @@ def dice_table_markdown(rows: Sequence[Row], label_names: Sequence[str],
     caption = ("Dice (%) on each fold's validation cases: mean ± sample standard deviation "
                "(ddof=1) over folds, n/a with a single fold. Mean: mean over labels per fold, "
                "then over folds.")
+    reference = _reference(rows)
+    if reference is not None:
+        header += [f"Δ Mean vs {reference.setup.label}, per fold", "Δ Mean (paired)"]
+        for r, cells in zip(rows, body):
+            paired = paired_difference(r, reference)
+            cells += ["—", "—"] if r is reference else [paired.percent_per_fold(), paired.percent()]
+        caption += (f" Δ: the setup's Mean minus {reference.setup.label}'s on the same fold (percentage "
+                    f"points), then mean ± sample std over the folds both have.")
     return caption + "\n\n" + _markdown(header, body) + _notes(problems) + "\n"
 
 
 def _csv_number(value: float | None) -> str:
     return "" if value is None or not math.isfinite(value) else repr(value)
+
+
+def _csv_per_fold(folds: Sequence[int], values: Sequence[float]) -> str:
+    """``fold:value`` pairs, space-separated."""
+    return " ".join(f"{f}:{_csv_number(v)}" for f, v in zip(folds, values))
 
 
 def _csv_int(value: int | None) -> str:
@@ -160,7 +212,11 @@ def write_dice_table_csv(rows: Sequence[Row], label_names: Sequence[str], path: 
               "num_iterations", "batch_size", "num_folds", "folds"]
     for name in label_names:
         header += [f"{name}_dice_mean", f"{name}_dice_std"]
-    header += ["mean_dice_mean", "mean_dice_std"]
+    header += ["mean_dice_mean", "mean_dice_std", "mean_dice_per_fold"]
+    reference = _reference(rows)
+    if reference is not None:
+        header += [f"paired_diff_to_{reference.setup.name}_per_fold", f"paired_diff_to_{reference.setup.name}_mean",
+                   f"paired_diff_to_{reference.setup.name}_std"]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
@@ -170,6 +226,11 @@ def write_dice_table_csv(rows: Sequence[Row], label_names: Sequence[str], path: 
                     len(r.folds), " ".join(map(str, r.folds))]
             for stats in [*(r.label_dice[n] for n in label_names), r.mean_dice]:
                 line += [_csv_number(stats.mean), _csv_number(stats.std)]
+            line.append(_csv_per_fold(r.folds, r.fold_mean_dice))
+            if reference is not None:
+                paired = paired_difference(r, reference)
+                line += [_csv_per_fold(paired.folds, paired.differences), _csv_number(paired.stats.mean),
+                         _csv_number(paired.stats.std)]
             writer.writerow(line)
 
 
@@ -196,7 +257,25 @@ def label_efficiency_markdown(rows: Sequence[tuple[int, Row]],
     caption = ("Mean Dice (%) over labels on each regular fold's validation cases, training on k "
                "labeled cases drawn from that fold's training cases (nested, seeded): mean ± "
                "sample standard deviation (ddof=1) over folds, n = number of folds.")
-    return caption + "\n\n" + _markdown(header, body) + _notes(problems) + "\n"
+    text = caption + "\n\n" + _markdown(header, body)
+    references = grouped.get(REFERENCE_SETUP, {})
+    if references:
+        label = next(iter(references.values())).setup.label
+        paired_body = []
+        for name, by_k in grouped.items():
+            if name == REFERENCE_SETUP:
+                continue
+            cells = []
+            for k in budgets:
+                paired = (paired_difference(by_k[k], references[k]) if k in by_k and k in references else None)
+                cells.append("—" if paired is None else f"{paired.percent()} ({paired.percent_per_fold()})")
+            paired_body.append([next(iter(by_k.values())).setup.label, *cells])
+        if paired_body:
+            text += (f"\n\nPaired difference to {label} (percentage points): per fold (f = the split's fold "
+                     f"index) the setup's mean Dice minus {label}'s on the same validation cases, then mean ± "
+                     f"sample std over folds.\n\n" + _markdown(["Setup", *(f"{k} labeled" for k in budgets)],
+                                                               paired_body))
+    return text + _notes(problems) + "\n"
 
 
 def write_label_efficiency_csv(rows: Sequence[tuple[int, Row]], path: Path) -> None:

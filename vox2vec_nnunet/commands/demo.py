@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
                                                              "(default: %(default)s)")
     p.add_argument("--folds", type=int, default=3, help="cross-validation folds (default: %(default)s)")
     p.add_argument("--long", action="store_true", help="4x longer pre-training and probes (the *_DemoLong trainers)")
+    p.add_argument("--table1", action="store_true",
+                   help="the longer Table 1 mode: every evaluation setup at the same budget on every fold, then "
+                        "from scratch, fine-tuning and non-linear probing on few labeled cases (--labeled_cases)")
+    p.add_argument("--labeled_cases", type=int, nargs="+", default=[1, 2, 4], metavar="K",
+                   help="with --table1: numbers of labeled training cases per fold (default: 1 2 4)")
     p.add_argument("--trainer_variant", help="suffix of the trainer variants to use instead (e.g. Demo, DemoLong)")
     p.add_argument("-device", default="cpu", choices=("cpu", "cuda"), help="(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="phantom seed (default: %(default)s)")
@@ -32,4 +37,5 @@ def main(argv: list[str] | None = None) -> int:
     variant = args.trainer_variant or ("DemoLong" if args.long else "Demo")
     return run_demo(DemoSettings(workspace=args.workspace.resolve(), labeled=args.labeled, unlabeled=args.unlabeled,
                                  folds=args.folds, trainer_variant=variant, device=args.device, seed=args.seed,
-                                 num_processes=args.num_processes))
+                                 num_processes=args.num_processes, table1=args.table1,
+                                 labeled_cases=tuple(args.labeled_cases)))

@@ -4,7 +4,8 @@ Each is an nnU-Net trainer variant that changes one thing. All keep nnU-Net's da
 Dice + cross-entropy loss, region/ignore-label handling, validation and checkpoints, and
 replace the optimisation by the paper's: Adam, learning rate 3e-4, no weight decay, 45,000
 iterations (``num_epochs x num_iterations_per_epoch`` = 180 x 250, batch 7 from the plans),
-no deep supervision. The network comes from the plans (``vox2vec_nnunet_plan``); ``head``
+no deep supervision. The class attribute ``budget`` (:mod:`.budgets`) sets iterations and
+learning rate; every setup has the same short-budget variants (:mod:`.budget_variants`). The network comes from the plans (``vox2vec_nnunet_plan``); ``head``
 overrides the plans' head choice.
 
 Every run states whether its backbone came from a pre-training checkpoint or from random
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import ClassVar, Iterable, Literal
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from torch import nn
 from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.nnunet_env import resolve_device
 from vox2vec_nnunet.atomic import write_atomically
+from vox2vec_nnunet.training.budgets import PAPER, Budget
 from vox2vec_nnunet.training.common import count_parameters, pretrained_weights_argument, state_checksum, unwrap
 from vox2vec_nnunet.weights import backbone_weights, check_backbone_fits, load_weights_file, network_weights
 from vox2vec_nnunet_plans.architecture import NETWORK_CLASS_NAME
@@ -48,15 +50,18 @@ class Vox2VecTrainer(nnUNetTrainer):
     """Head to build; ``None`` keeps the plans' choice (non-linear by default)."""
     required_backbone: BackboneSource | None = None
     """Refuse to train unless the backbone comes from there; ``None`` accepts both."""
+    budget: ClassVar[Budget] = PAPER
+    """Iterations, learning rate and validation cost (the paper's; variants change it)."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, resolve_device(device))
-        self.initial_lr = 3e-4
+        self.initial_lr = self.budget.initial_lr
         self.weight_decay = 0.0
         self.enable_deep_supervision = False
-        self.num_iterations_per_epoch = 250
-        self.num_epochs = 180
+        self.num_iterations_per_epoch = self.budget.num_iterations_per_epoch
+        self.num_epochs = self.budget.num_epochs
+        self.num_val_iterations_per_epoch = self.budget.num_val_iterations_per_epoch
         self.backbone_source: BackboneSource | None = None
         self._initial_backbone_checksum: torch.Tensor | None = None
         self._resumed = False
@@ -121,7 +126,12 @@ class Vox2VecTrainer(nnUNetTrainer):
         write_atomically(filename, super().save_checkpoint)
 
     def on_train_start(self) -> None:
-        super().on_train_start()
+        # Decided and checked before nnU-Net starts its data-augmentation workers: nnU-Net loads
+        # -pretrained_weights (or the --c checkpoint) in run_training.maybe_load_checkpoint,
+        # before run_training() calls on_train_start, so the backbone is final here and a
+        # refusal exits cleanly instead of racing the workers' shutdown.
+        if not self.was_initialized:  # nnU-Net initialises here when no weights were loaded
+            self.initialize()
         record_file = Path(self.output_folder) / RUN_RECORD
         previous = json.loads(record_file.read_text()) if self._resumed and record_file.is_file() else None
         if previous is not None:  # --c: the backbone's origin was decided when the run started
@@ -135,6 +145,7 @@ class Vox2VecTrainer(nnUNetTrainer):
                 f"(the backbone is randomly initialised). Pass -pretrained_weights CHECKPOINT (from "
                 f"Vox2VecPretrainTrainer or vox2vec_nnunet_import_weights), or use "
                 f"{type(self).__name__}_RandomInit for the random-FPN baseline.")
+        super().on_train_start()
         described = {"pretrained": f"PRE-TRAINED weights ({weights or 'loaded before training'})",
                      "random_init": "RANDOM INITIALISATION (no pre-trained weights)"}[self.backbone_source]
         self.print_to_log_file(
@@ -242,6 +253,18 @@ class Vox2VecTrainer_NonLinearProbe_RandomInitBN(_BatchNormReestimated, Vox2VecT
     """Non-linear probing of a frozen random FPN whose BatchNorm statistics were re-estimated on the data."""
 
 
+def finetune_schedule(total_iterations: int) -> tuple[int, int]:
+    """Iterations the backbone stays frozen, then warms up, in fine-tuning of ``total_iterations``.
+
+    The paper's proportions (Sect. 4.2: frozen for 15,000 and warmed up over 1,200 of 45,000
+    iterations): a third, and 1,200/45,000 rounded (at least 1), so 45,000 gives exactly
+    (15,000, 1,200) and the 500-iteration demo budget (166, 13).
+    """
+    freeze = total_iterations // 3
+    warmup = max(1, (total_iterations * 1200 + 22_500) // 45_000)
+    return freeze, warmup
+
+
 def finetune_backbone_lr(iteration: int, freeze_iterations: int, warmup_iterations: int = 1200,
                          start_lr: float = 3e-5, end_lr: float = 3e-4) -> float:
     """The backbone's learning rate in fine-tuning (paper Sect. 4.2).
@@ -258,25 +281,31 @@ def finetune_backbone_lr(iteration: int, freeze_iterations: int, warmup_iteratio
 class Vox2VecTrainer_FineTune(Vox2VecTrainer):
     """Fine-tuning: pre-trained FPN + non-linear head (paper Sect. 4.2).
 
-    The backbone, in its own parameter group, is frozen for the first third of the iterations
-    (15,000 of 45,000), then its learning rate rises exponentially from 3e-5 to 3e-4 over 1,200
-    iterations (:func:`finetune_backbone_lr`); the head trains at 3e-4 throughout. This follows
-    the paper; the released code does not apply this schedule correctly (SPEC section 1).
+    The backbone, in its own parameter group, is frozen for the first third of the iterations,
+    then its learning rate rises exponentially from a tenth of the head's to the head's over
+    1,200/45,000 of the iterations (:func:`finetune_schedule`, :func:`finetune_backbone_lr`);
+    the head trains at ``initial_lr`` throughout. At the paper's budget that is its schedule:
+    frozen for 15,000 of 45,000 iterations, 3e-5 -> 3e-4 over 1,200. This follows the paper;
+    the released code does not apply this schedule correctly (SPEC section 1). Scaling the
+    warm-up matters at short budgets: a fixed 1,200-iteration warm-up leaves a 500-iteration
+    run's backbone below 7 % of its learning rate.
+
+    ``backbone_batchnorm`` says what the backbone's BatchNorm layers do once it is unfrozen
+    (while frozen they keep the pre-training statistics, as in probing): ``"batch"`` normalises
+    with batch statistics and updates the running ones (ordinary training); ``"pretrained"``
+    keeps the pre-training statistics (eval mode) and trains only their affine parameters.
     """
 
     head = "nonlinear"
     required_backbone = "pretrained"
-    backbone_warmup_iterations = 1200
-    backbone_start_lr = 3e-5
+    backbone_batchnorm: ClassVar[Literal["batch", "pretrained"]] = "batch"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._iteration_in_epoch = 0
-
-    @property
-    def freeze_iterations(self) -> int:
-        return self.total_iterations // 3
+        self.freeze_iterations, self.backbone_warmup_iterations = finetune_schedule(self.total_iterations)
+        self.backbone_start_lr = self.initial_lr / 10
 
     def parameter_groups(self) -> list[dict]:
         network = unwrap(self.network)
@@ -286,6 +315,13 @@ class Vox2VecTrainer_FineTune(Vox2VecTrainer):
     def backbone_lr(self, iteration: int) -> float:
         return finetune_backbone_lr(iteration, self.freeze_iterations, self.backbone_warmup_iterations,
                                     self.backbone_start_lr, self.initial_lr)
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        self.print_to_log_file(
+            f"vox2vec fine-tuning: backbone frozen for {self.freeze_iterations:,} of {self.total_iterations:,} "
+            f"iterations, then lr {self.backbone_start_lr:g} -> {self.initial_lr:g} over "
+            f"{self.backbone_warmup_iterations:,}; backbone BatchNorm after the unfreeze: {self.backbone_batchnorm}")
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
@@ -299,6 +335,6 @@ class Vox2VecTrainer_FineTune(Vox2VecTrainer):
         self.optimizer.param_groups[1]["lr"] = lr
         frozen = lr == 0.0
         self.backbone.requires_grad_(not frozen)
-        self.backbone.train(not frozen)
+        self.backbone.train(not frozen and self.backbone_batchnorm == "batch")
         self._iteration_in_epoch += 1
         return super().train_step(batch)
