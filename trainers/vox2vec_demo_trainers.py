@@ -1,13 +1,11 @@
 """Short-budget vox2vec trainers for CPU demos, for ``nnUNetv2_train -tr NAME``."""
-from vox2vec_nnunet.training.demo_variants import (Vox2VecPretrainTrainer_Demo, Vox2VecPretrainTrainer_DemoLong,
-                                                   Vox2VecTrainer_LinearProbe_Demo,
+from vox2vec_nnunet.training.demo_variants import (Vox2VecTrainer_LinearProbe_Demo,
                                                    Vox2VecTrainer_LinearProbe_DemoLong,
                                                    Vox2VecTrainer_LinearProbe_RandomInit_Demo,
                                                    Vox2VecTrainer_LinearProbe_RandomInit_DemoLong,
                                                    Vox2VecTrainer_LinearProbe_RandomInitBN_Demo,
                                                    Vox2VecTrainer_LinearProbe_RandomInitBN_DemoLong)
 
-__all__ = ["Vox2VecPretrainTrainer_Demo", "Vox2VecPretrainTrainer_DemoLong", "Vox2VecTrainer_LinearProbe_Demo",
-           "Vox2VecTrainer_LinearProbe_DemoLong", "Vox2VecTrainer_LinearProbe_RandomInit_Demo",
-           "Vox2VecTrainer_LinearProbe_RandomInit_DemoLong", "Vox2VecTrainer_LinearProbe_RandomInitBN_Demo",
+__all__ = ["Vox2VecTrainer_LinearProbe_Demo", "Vox2VecTrainer_LinearProbe_DemoLong",
+           "Vox2VecTrainer_LinearProbe_RandomInit_Demo", "Vox2VecTrainer_LinearProbe_RandomInit_DemoLong", "Vox2VecTrainer_LinearProbe_RandomInitBN_Demo",
            "Vox2VecTrainer_LinearProbe_RandomInitBN_DemoLong"]

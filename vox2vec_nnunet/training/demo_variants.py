@@ -1,4 +1,6 @@
-"""Short-budget variants for CPU demos (the SPEC section 4 scale), one budget change each.
+"""Short-budget probe variants for CPU demos (the SPEC section 4 scale), one budget change each.
+
+The pre-training demo budgets are in :mod:`vox2vec_nnunet.training.pretraining_variants`.
 
 The scaled-down model itself (FPN width and depth, patch, spacing) lives in the plans, written
 by ``vox2vec_nnunet_prepare_pretraining`` / ``vox2vec_nnunet_plan`` options; these classes change
@@ -9,34 +11,10 @@ from __future__ import annotations
 import torch
 
 from vox2vec_nnunet.training.common import NoTestTimeMirroring
-from vox2vec_nnunet.training.pretraining import Vox2VecPretrainTrainer
 from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer_LinearProbe, Vox2VecTrainer_LinearProbe_RandomInit,
                                                   Vox2VecTrainer_LinearProbe_RandomInitBN)
 
 DEVICE = torch.device("cuda")
-
-
-class Vox2VecPretrainTrainer_Demo(Vox2VecPretrainTrainer):
-    """500 iterations of 4 volumes x 256 positions (paper: 100,000 of 10 x 1,000), a snapshot
-    every 100 iterations."""
-
-    num_volumes = 4
-    num_positions = 256
-    snapshot_every = 2
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device: torch.device = DEVICE):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 10
-        self.num_iterations_per_epoch = 50
-        self.save_every = 1
-
-
-class Vox2VecPretrainTrainer_DemoLong(Vox2VecPretrainTrainer_Demo):
-    """2,000 iterations of 4 volumes x 256 positions."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device: torch.device = DEVICE):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 40
 
 
 class _DemoProbeBudget(NoTestTimeMirroring):
