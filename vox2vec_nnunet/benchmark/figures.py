@@ -1,4 +1,5 @@
-"""The paper's Fig. 2 (mean Dice against trainable parameters) and the label-efficiency curve.
+"""The paper's Fig. 2 (mean Dice against trainable parameters), the label-efficiency curve and
+Dice against pre-training iterations.
 
 Drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas, so no GUI backend and no
 global pyplot state is involved. Error bars are the sample standard deviation over folds (see
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from vox2vec_nnunet.benchmark.collect import Problem
+from vox2vec_nnunet.benchmark.pretraining_curve import CurvePoint
 from vox2vec_nnunet.benchmark.setups import PRETRAINED
 from vox2vec_nnunet.benchmark.table import Row
 
@@ -93,4 +95,34 @@ def plot_dice_vs_labeled(rows: Sequence[tuple[int, Row]], path: Path, subtitle: 
     ax.set_title("Label efficiency" + (f"\n{subtitle}" if subtitle else ""), fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
+    _save(fig, path)
+
+
+def plot_dice_vs_pretraining(points: Sequence[CurvePoint], path: Path, subtitle: str = "") -> None:
+    """Mean Dice over labels (%) against pre-training iterations (linear x axis), one line per
+    setup and pre-training run and seed, error bars the sample std over folds; the random-FPN
+    baselines as hollow markers at 0 iterations (:mod:`.pretraining_curve`)."""
+    fig = Figure(figsize=(7, 5))
+    ax = fig.add_subplot()
+    lines: dict[tuple, list[CurvePoint]] = {}
+    for p in points:
+        if p.row.mean_dice.n > 0:
+            key = (p.row.setup.label, None) if p.checkpoint is None else (
+                p.row.setup.label, p.checkpoint.run, p.checkpoint.seed)
+            lines.setdefault(key, []).append(p)
+    for i, (key, line) in enumerate(lines.items()):
+        line.sort(key=lambda p: p.iteration)
+        first = line[0]
+        label = f"{key[0]} (0 iterations)" if first.checkpoint is None else \
+            f"{key[0]}, {first.checkpoint.run}, seed {first.checkpoint.seed}"
+        ax.errorbar([p.iteration for p in line], [100 * p.row.mean_dice.mean for p in line],
+                    yerr=[100 * (p.row.mean_dice.std or 0.0) for p in line],
+                    linestyle="none" if first.checkpoint is None else "-", label=label, **_style(i, first.row))
+    ax.set_xlabel("Pre-training iterations")
+    ax.set_ylabel("Dice (%), mean over labels")
+    ax.set_title("\n".join(["Dice vs. pre-training iterations", *([subtitle] if subtitle else [])]), fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.margins(x=0.05, y=0.15)
+    if lines:
+        ax.legend(fontsize=8, loc="best")
     _save(fig, path)

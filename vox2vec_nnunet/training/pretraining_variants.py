@@ -59,6 +59,12 @@ def seeded_name(base: str, seed: int) -> str:
     return f"{base}_Seed{seed}"
 
 
+def unseeded_name(name: str) -> str:
+    """``name`` without its ``_Seed{S}`` ending: the pre-training run that seeds repeat."""
+    match = _SEEDED_NAME.fullmatch(name)
+    return name if match is None else match["base"]
+
+
 def seeded_variant(name: str) -> type[Vox2VecPretrainTrainer] | None:
     """The class ``NAME_Seed{S}`` (made once, then the same object), or None for another name or
     a seed out of range."""
