@@ -443,3 +443,32 @@ def test_pretraining_curve_refuses_checkpoints_without_a_record(env: dict[str, P
         assert message in capsys.readouterr().err
     assert main(["-d", DATASET, "--setups", "scratch", "--pretraining_curve", str(imported)]) == 2
     assert "none of the setups scratch starts from pre-trained weights" in capsys.readouterr().err
+
+
+def test_label_efficiency_figure_ends_with_all_labels_and_keeps_its_title_inside(tmp_path: Path) -> None:
+    """One --labeled value and the regular folds: two points per setup, the last one at the
+    regular folds' training cases and marked "all"; the long subtitle is wrapped, not cut."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from vox2vec_nnunet.benchmark.collect import FoldResult
+    from vox2vec_nnunet.benchmark.figures import plot_dice_vs_labeled
+    from vox2vec_nnunet.benchmark.table import summarise
+
+    def row(setup: str, dice: list[float]):
+        return summarise(SETUPS[setup], [FoldResult(f, {"liver": d, "spleen": d}, None) for f, d in enumerate(dice)])[0]
+
+    labeled = [(2, row("scratch", [0.2, 0.3, 0.4])), (2, row("linear_probe", [0.3, 0.3, 0.3]))]
+    everything = [row("scratch", [0.7, 0.8, 0.9]), row("linear_probe", [0.5, 0.5, 0.5])]
+    subtitle = ("Dataset601_DemoPhantoms, Vox2VecPlans/3d_vox2vec, budget 500 × 2 (iterations × batch), "
+                "a long line\nhollow markers: backbone not pre-trained (from scratch, random FPN); error bars: "
+                "sample std over folds")
+    fig = plot_dice_vs_labeled(labeled, tmp_path / "f.png", subtitle, all_labeled=everything, all_cases=[6, 6, 5])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "all (5-6)"]
+    curves = [container.lines[0] for container in ax.containers]  # each errorbar's data line
+    assert [list(c.get_xdata()) for c in curves] == [[2, 6], [2, 6]]
+    assert [list(c.get_ydata()) for c in curves] == [pytest.approx([30.0, 80.0]), pytest.approx([30.0, 50.0])]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    title = ax.title.get_window_extent(renderer)
+    assert title.x0 >= 0 and title.x1 <= fig.bbox.x1 and title.y1 <= fig.bbox.y1
+    assert "a long line" in ax.get_title() and "sample std over folds" in ax.get_title()

@@ -8,7 +8,8 @@ Collects ``fold_k/validation/summary.json`` of every evaluation setup (see
   std over folds, with trainable parameters, backbone source and training budget (Table 1);
 * ``dice_vs_parameters.png``: mean Dice against trainable parameters, log x (Fig. 2);
 * with ``--labeled 1 2 4 ...``: ``label_efficiency.md`` / ``.csv`` and ``dice_vs_labeled.png``,
-  Dice when training on k labeled cases of each fold (the paper's stated future work);
+  Dice when training on k labeled cases of each fold (the paper's stated future work), the
+  figure's last point the regular folds' result (all labeled training cases);
 * with ``--pretraining_curve CKPT|FOLDER ...``: ``pretraining_curve.md`` / ``.csv`` and
   ``dice_vs_pretraining.png``, the setups that start from pre-trained weights trained from
   each checkpoint (in a results root of its own), against pre-training iterations, with the
@@ -336,8 +337,9 @@ def _main(args: argparse.Namespace) -> int:
         written += [output / "label_efficiency.md", output / "label_efficiency.csv"]
         if labeled_rows:
             written.append(output / "dice_vs_labeled.png")
-            plot_dice_vs_labeled(labeled_rows, written[-1],
-                                 _subtitle(dataset, layout, [r for _, r in labeled_rows]))
+            all_cases = [len(state.splits[f]["train"]) for f in fold_ids] if state is not None else []
+            plot_dice_vs_labeled(labeled_rows, written[-1], _subtitle(dataset, layout, [r for _, r in labeled_rows]),
+                                 all_labeled=rows, all_cases=all_cases)
         print(labeled_markdown)
 
     print("settings the figures depend on:")
