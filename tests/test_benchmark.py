@@ -320,8 +320,9 @@ def test_run_jobs_streams_resumes_and_continues_after_failure(tmp_path: Path) ->
     finished fold has, and fails for fold 1."""
     fake = tmp_path / "fake_train.py"
     fake.write_text(
-        "import sys, pathlib\n"
+        "import os, sys, pathlib\n"
         "fold = sys.argv[3]\n"
+        "print('results', os.environ['nnUNet_results'])\n"
         f"d = pathlib.Path({str(tmp_path / DATASET)!r}) / (sys.argv[5] + '__' + sys.argv[7] + "
         "'__' + sys.argv[2]) / ('fold_' + fold)\n"
         "print('args', ' '.join(sys.argv[1:]))\n"
@@ -354,7 +355,9 @@ def test_run_jobs_streams_resumes_and_continues_after_failure(tmp_path: Path) ->
 
     out = Capture()
     jobs = [Job(setup, f, f"fold {f}") for f in range(4)]
-    outcomes = run_jobs(jobs, DATASET, layout, None, "cpu", str(executable), out)  # type: ignore[arg-type]
+    outcomes = run_jobs(jobs, DATASET, layout, None, "cpu", str(executable), out,  # type: ignore[arg-type]
+                        env={"nnUNet_results": str(tmp_path)})
+    assert f"[scratch fold 0] results {tmp_path}\n" in out.text  # the checkpoint's own results root
     assert [o.action for o in outcomes] == [Action.TRAIN, Action.TRAIN, Action.CONTINUE, Action.SKIP]
     assert [o.error is None for o in outcomes] == [True, False, True, True]
     assert "exited with code 3" in outcomes[1].error
@@ -372,3 +375,112 @@ def test_mean_std_is_sample_std() -> None:
     assert (stats.mean, stats.n) == (pytest.approx(0.6), 2)
     assert stats.std == pytest.approx(0.1 * np.sqrt(2))
     assert mean_std([0.5]).std is None and mean_std([0.5]).percent() == "50.0 ± n/a"
+
+
+def _write_snapshot(path: Path, trainer: str, seed: int, iteration: int) -> Path:
+    """A weights-only snapshot as Vox2VecPretrainTrainer.save_snapshot writes it."""
+    import torch
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"network_weights": {"w": torch.zeros(1)}, "trainer_name": trainer,
+                "vox2vec": {"seed": seed, "iteration": iteration, "epoch": iteration // 50}}, path)
+    return path
+
+
+def test_pretraining_curve_table_seed_spread_and_figure(env: dict[str, Path], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """Linear-probe folds trained from three snapshots of seed 0 and the final checkpoint of
+    seed 1, each in the results root of its checkpoint; the random-FPN probe in the regular
+    folder is the 0-iteration point."""
+    from vox2vec_nnunet.benchmark.pretraining_curve import PretrainingCheckpoint, checkpoint_results_root
+    r = env["nnUNet_results"]
+    run0 = tmp_path / "pre" / "Vox2VecPretrainTrainer_Demo_Seed0__Vox2VecPlans__3d_vox2vec_pretrain" / "fold_all"
+    for iteration in (100, 300, 500):  # written out of order; the file name is not what counts
+        _write_snapshot(run0 / "snapshots" / f"checkpoint_iter_{iteration:07d}.pth",
+                        "Vox2VecPretrainTrainer_Demo_Seed0", 0, iteration)
+    final1 = _write_snapshot(tmp_path / "pre1" / "checkpoint_final.pth", "Vox2VecPretrainTrainer_Demo_Seed1", 1, 500)
+    duplicate = _write_snapshot(tmp_path / "copy.pth", "Vox2VecPretrainTrainer_Demo_Seed0", 0, 500)
+
+    def root(trainer: str, seed: int, iteration: int) -> Path:
+        return checkpoint_results_root(r / DATASET, PretrainingCheckpoint(trainer, seed, iteration, Path("x")))
+
+    # per fold mean over labels: seed 0 at 100: .2 .3 .4 -> .3 ± .1; at 300: .5 .5 .5 -> .5 ± 0;
+    # at 500: .6 .7 -> .65 (fold 2 missing); seed 1 at 500: .45 .45 .45 -> .45
+    # spread at 500 over seeds: .65, .45 -> .55 ± sqrt(2 * .1² / 1) = .1414214
+    folds = {("Vox2VecPretrainTrainer_Demo_Seed0", 0, 100): [(0.1, 0.3), (0.3, 0.3), (0.4, 0.4)],
+             ("Vox2VecPretrainTrainer_Demo_Seed0", 0, 300): [(0.5, 0.5)] * 3,
+             ("Vox2VecPretrainTrainer_Demo_Seed0", 0, 500): [(0.6, 0.6), (0.7, 0.7)],
+             ("Vox2VecPretrainTrainer_Demo_Seed1", 1, 500): [(0.4, 0.5)] * 3}
+    for key, dice in folds.items():
+        for fold, (liver, spleen) in enumerate(dice):
+            _write_fold(root(*key), "linear_probe", fold, liver, spleen, params=1_494)
+    for fold in range(3):  # random FPN, BN re-estimated: .1 .1 .1
+        _write_fold(r, "linear_probe_random_bn", fold, 0.1, 0.1, params=1_494)
+    out = tmp_path / "out"
+    code = main(["-d", DATASET, "--setups", "linear_probe", "linear_probe_random_bn", "--folds", "3", "-o", str(out),
+                 "--pretraining_curve", str(run0), str(final1), str(duplicate)])
+    assert code == 0
+    with (out / "pretraining_curve.csv").open() as f:
+        lines = [(row["setup"], row["pretraining_seed"], int(row["pretraining_iterations"]), row["num_folds"],
+                  round(float(row["mean_dice_mean"]), 6), round(float(row["mean_dice_std"]), 6))
+                 for row in csv.DictReader(f)]
+    assert lines == [("linear_probe_random_bn", "", 0, "3", 0.1, 0.0), ("linear_probe", "0", 100, "3", 0.3, 0.1),
+                     ("linear_probe", "0", 300, "3", 0.5, 0.0), ("linear_probe", "0", 500, "2", 0.65, 0.070711),
+                     ("linear_probe", "1", 500, "3", 0.45, 0.0)]
+    md = (out / "pretraining_curve.md").read_text()
+    assert "| linear probing | Vox2VecPretrainTrainer_Demo | 0 | 100 | 3 | 26.7 ± 15.3 | 33.3 ± 5.8 | 30.0 ± 10.0 |" \
+        in md
+    assert "| linear probing, random FPN, BN re-estimated | none (random FPN) | — | 0 | 3 |" in md
+    assert "| linear probing | Vox2VecPretrainTrainer_Demo | 500 | seed 0: 65.0, seed 1: 45.0 | 55.0 ± 14.1 " \
+           "(n=2 seeds) |" in md
+    assert "linear_probe, fold 2: seed 0, 500 pre-training iterations: fold not trained (folder missing) (" \
+        f"{root('Vox2VecPretrainTrainer_Demo_Seed0', 0, 500) / DATASET}" in md
+    printed = capsys.readouterr().out
+    assert f"{duplicate} is Vox2VecPretrainTrainer_Demo_Seed0, seed 0, 500 pre-training iterations again" in printed
+    image = imread(out / "dice_vs_pretraining.png")
+    assert image.shape[0] > 100 and image.std() > 0
+    # the table of the setups without weights is written as before
+    assert list(_read_csv(out / "dice_table.csv")) == ["linear_probe_random_bn"]
+
+
+def test_pretraining_curve_refuses_checkpoints_without_a_record(env: dict[str, Path], tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    import torch
+    imported = tmp_path / "imported.pth"
+    torch.save({"network_weights": {}}, imported)  # e.g. vox2vec_nnunet_import_weights output
+    (tmp_path / "empty").mkdir()
+    for paths, message in (([imported], f"{imported}: no 'vox2vec' record with seed and iteration"),
+                           ([tmp_path / "empty"], "no snapshots (checkpoint_iter_*.pth)"),
+                           ([tmp_path / "nowhere"], "no such file or folder")):
+        assert main(["-d", DATASET, "--setups", "linear_probe", "--pretraining_curve", *map(str, paths)]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["-d", DATASET, "--setups", "scratch", "--pretraining_curve", str(imported)]) == 2
+    assert "none of the setups scratch starts from pre-trained weights" in capsys.readouterr().err
+
+
+def test_label_efficiency_figure_ends_with_all_labels_and_keeps_its_title_inside(tmp_path: Path) -> None:
+    """One --labeled value and the regular folds: two points per setup, the last one at the
+    regular folds' training cases and marked "all"; the long subtitle is wrapped, not cut."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from vox2vec_nnunet.benchmark.collect import FoldResult
+    from vox2vec_nnunet.benchmark.figures import plot_dice_vs_labeled
+    from vox2vec_nnunet.benchmark.table import summarise
+
+    def row(setup: str, dice: list[float]):
+        return summarise(SETUPS[setup], [FoldResult(f, {"liver": d, "spleen": d}, None) for f, d in enumerate(dice)])[0]
+
+    labeled = [(2, row("scratch", [0.2, 0.3, 0.4])), (2, row("linear_probe", [0.3, 0.3, 0.3]))]
+    everything = [row("scratch", [0.7, 0.8, 0.9]), row("linear_probe", [0.5, 0.5, 0.5])]
+    subtitle = ("Dataset601_DemoPhantoms, Vox2VecPlans/3d_vox2vec, budget 500 × 2 (iterations × batch), "
+                "a long line\nhollow markers: backbone not pre-trained (from scratch, random FPN); error bars: "
+                "sample std over folds")
+    fig = plot_dice_vs_labeled(labeled, tmp_path / "f.png", subtitle, all_labeled=everything, all_cases=[6, 6, 5])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "all (5-6)"]
+    curves = [container.lines[0] for container in ax.containers]  # each errorbar's data line
+    assert [list(c.get_xdata()) for c in curves] == [[2, 6], [2, 6]]
+    assert [list(c.get_ydata()) for c in curves] == [pytest.approx([30.0, 80.0]), pytest.approx([30.0, 50.0])]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    title = ax.title.get_window_extent(renderer)
+    assert title.x0 >= 0 and title.x1 <= fig.bbox.x1 and title.y1 <= fig.bbox.y1
+    assert "a long line" in ax.get_title() and "sample std over folds" in ax.get_title()

@@ -184,3 +184,28 @@ def test_case_with_too_few_body_voxels_stops_with_a_clear_error(make_trainer):
     trainer.initialize()
     with pytest.raises(Vox2VecError, match=r"'case_000' .* has \d+ body voxels, fewer than the m = 1000000"):
         trainer.get_dataloaders()
+
+
+def test_seeded_variants_are_found_by_nnunets_trainer_search(monkeypatch, capsys):
+    """``-tr Vox2VecPretrainTrainer_Demo_Seed7`` resolves through nnU-Net's own search of the
+    nnUNet_extTrainer folder: the demo budget with seed 7, the same class on every look-up (and
+    for pickle); names that are not a seeded pre-training trainer are not found."""
+    import pickle
+
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from vox2vec_nnunet.nnunet_env import trainers_dir
+    from vox2vec_nnunet.training.pretraining_variants import Vox2VecPretrainTrainer_Demo
+
+    monkeypatch.setenv("nnUNet_extTrainer", str(trainers_dir()))
+    found = recursive_find_trainer_class_by_name("Vox2VecPretrainTrainer_Demo_Seed7")
+    assert found.__name__ == "Vox2VecPretrainTrainer_Demo_Seed7" and found.seed == 7
+    assert found.__mro__[1] is Vox2VecPretrainTrainer_Demo and Vox2VecPretrainTrainer_Demo.seed is None
+    assert recursive_find_trainer_class_by_name("Vox2VecPretrainTrainer_Demo_Seed7") is found
+    assert pickle.loads(pickle.dumps(found)) is found
+    big = 2 ** 63 - 1  # the largest seed a run can draw
+    assert recursive_find_trainer_class_by_name(f"Vox2VecPretrainTrainer_Seed{big}").seed == big
+    for name in ("Vox2VecPretrainTrainer_Demo_Seed07", f"Vox2VecPretrainTrainer_Seed{2 ** 63}",
+                 "Vox2VecTrainer_LinearProbe_Seed1", "Vox2VecPretrainTrainer_Demo_Seed1_Seed2"):
+        with pytest.raises(RuntimeError, match="Could not find requested nnunet trainer"):
+            recursive_find_trainer_class_by_name(name)

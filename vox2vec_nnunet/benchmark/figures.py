@@ -1,4 +1,5 @@
-"""The paper's Fig. 2 (mean Dice against trainable parameters) and the label-efficiency curve.
+"""The paper's Fig. 2 (mean Dice against trainable parameters), the label-efficiency curve and
+Dice against pre-training iterations.
 
 Drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas, so no GUI backend and no
 global pyplot state is involved. Error bars are the sample standard deviation over folds (see
@@ -8,6 +9,7 @@ markers, so the random baseline cannot be read as a pre-trained result.
 """
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,16 +18,25 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from vox2vec_nnunet.benchmark.collect import Problem
+from vox2vec_nnunet.benchmark.pretraining_curve import CurvePoint
 from vox2vec_nnunet.benchmark.setups import PRETRAINED
 from vox2vec_nnunet.benchmark.table import Row
 
 _MARKERS = "osD^vP*Xhp"
+TITLE_WIDTH = 90
+"""Characters per title line (font size 9 on a 7-inch figure)."""
 
 
 def _style(index: int, row: Row) -> dict:
     return {"marker": _MARKERS[index % len(_MARKERS)], "color": f"C{index % 10}",
             "markerfacecolor": f"C{index % 10}" if row.backbone_source == PRETRAINED else "none",
             "markersize": 8, "capsize": 4}
+
+
+def _title(title: str, subtitle: str) -> str:
+    """The title and the subtitle's lines, wrapped to fit the figure's width at font size 9."""
+    lines = [title, *subtitle.splitlines()]
+    return "\n".join(wrapped for line in lines for wrapped in textwrap.wrap(line, TITLE_WIDTH) or [""])
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -56,8 +67,7 @@ def plot_dice_vs_parameters(rows: Sequence[Row], path: Path, subtitle: str = "")
     ax.set_xscale("log")
     ax.set_xlabel("Number of trainable parameters (log scale)")
     ax.set_ylabel("Dice (%), mean over labels")
-    ax.set_title("Dice vs. trainable parameters" + (f"\n{subtitle}" if subtitle else ""),
-                 fontsize=9)
+    ax.set_title(_title("Dice vs. trainable parameters", subtitle), fontsize=9)
     ax.grid(True, which="major", alpha=0.3)
     ax.margins(x=0.15, y=0.15)
     if len(left_out) < len(rows):
@@ -66,15 +76,21 @@ def plot_dice_vs_parameters(rows: Sequence[Row], path: Path, subtitle: str = "")
     return left_out
 
 
-def plot_dice_vs_labeled(rows: Sequence[tuple[int, Row]], path: Path, subtitle: str = "") -> None:
+def plot_dice_vs_labeled(rows: Sequence[tuple[int, Row]], path: Path, subtitle: str = "",
+                         all_labeled: Sequence[Row] = (), all_cases: Sequence[int] = ()) -> Figure:
     """Mean Dice over labels (%) against the number of labeled training cases, one line per
-    setup. The x axis is logarithmic with base 2 (budgets are typically doubled: 1, 2, 4, ...),
-    with a tick at every budget that was run."""
+    setup (the figure is returned as drawn), ending in the setup's result with all labels (``all_labeled``, the regular folds,
+    whose folds train on ``all_cases`` cases each). The x axis is logarithmic with base 2
+    (budgets are typically doubled: 1, 2, 4, ...), with a tick at every budget that was run and
+    one marked "all" at the largest number of training cases of a regular fold."""
     fig = Figure(figsize=(7, 5))
     ax = fig.add_subplot()
+    all_x = max(all_cases) if all_cases and all_labeled else None
     grouped: dict[str, list[tuple[int, Row]]] = {}
     for num_labeled, row in rows:
         grouped.setdefault(row.setup.name, []).append((num_labeled, row))
+    for row in all_labeled if all_x is not None else ():
+        grouped.setdefault(row.setup.name, []).append((all_x, row))
     for i, points in enumerate(grouped.values()):
         points = sorted(((k, r) for k, r in points if r.mean_dice.n > 0), key=lambda kr: kr[0])
         if not points:
@@ -83,14 +99,49 @@ def plot_dice_vs_labeled(rows: Sequence[tuple[int, Row]], path: Path, subtitle: 
         ax.errorbar([k for k, _ in points], [100 * r.mean_dice.mean for _, r in points],
                     yerr=[100 * (r.mean_dice.std or 0.0) for _, r in points],
                     label=first.setup.label, **_style(i, first))
-    budgets = sorted({k for k, _ in rows})
+    ticks = {k: str(k) for k, _ in rows}
+    if all_x is not None:
+        low, high = min(all_cases), max(all_cases)
+        ticks[all_x] = f"all ({low})" if low == high else f"all ({low}-{high})"
     ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_locator(FixedLocator(budgets))
+    ax.xaxis.set_major_locator(FixedLocator(sorted(ticks)))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([str(k) for k in budgets])
+    ax.set_xticklabels([ticks[k] for k in sorted(ticks)])
     ax.set_xlabel("Number of labeled training cases (log scale, base 2)")
     ax.set_ylabel("Dice (%), mean over labels")
-    ax.set_title("Label efficiency" + (f"\n{subtitle}" if subtitle else ""), fontsize=9)
+    ax.set_title(_title("Label efficiency", subtitle), fontsize=9)
+    ax.margins(x=0.08)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
+    _save(fig, path)
+    return fig
+
+
+def plot_dice_vs_pretraining(points: Sequence[CurvePoint], path: Path, subtitle: str = "") -> None:
+    """Mean Dice over labels (%) against pre-training iterations (linear x axis), one line per
+    setup and pre-training run and seed, error bars the sample std over folds; the random-FPN
+    baselines as hollow markers at 0 iterations (:mod:`.pretraining_curve`)."""
+    fig = Figure(figsize=(7, 5))
+    ax = fig.add_subplot()
+    lines: dict[tuple, list[CurvePoint]] = {}
+    for p in points:
+        if p.row.mean_dice.n > 0:
+            key = (p.row.setup.label, None) if p.checkpoint is None else (
+                p.row.setup.label, p.checkpoint.run, p.checkpoint.seed)
+            lines.setdefault(key, []).append(p)
+    for i, (key, line) in enumerate(lines.items()):
+        line.sort(key=lambda p: p.iteration)
+        first = line[0]
+        label = f"{key[0]} (0 iterations)" if first.checkpoint is None else \
+            f"{key[0]}, {first.checkpoint.run}, seed {first.checkpoint.seed}"
+        ax.errorbar([p.iteration for p in line], [100 * p.row.mean_dice.mean for p in line],
+                    yerr=[100 * (p.row.mean_dice.std or 0.0) for p in line],
+                    linestyle="none" if first.checkpoint is None else "-", label=label, **_style(i, first.row))
+    ax.set_xlabel("Pre-training iterations")
+    ax.set_ylabel("Dice (%), mean over labels")
+    ax.set_title(_title("Dice vs. pre-training iterations", subtitle), fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.margins(x=0.05, y=0.15)
+    if lines:
+        ax.legend(fontsize=8, loc="best")
     _save(fig, path)

@@ -20,7 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -125,8 +125,8 @@ def _weights_warning(fold_dir: Path, job: Job, pretrained_weights: Path | None) 
     return None
 
 
-def _stream(command: list[str], prefix: str, out: TextIO) -> int:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def _stream(command: list[str], prefix: str, out: TextIO, env: Mapping[str, str]) -> int:
+    env = dict(os.environ, **env, PYTHONUNBUFFERED="1")
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           bufsize=1, env=env) as process:
         assert process.stdout is not None
@@ -138,8 +138,12 @@ def _stream(command: list[str], prefix: str, out: TextIO) -> int:
 
 def run_jobs(jobs: Sequence[Job], dataset: str, layout: ResultsLayout,
              pretrained_weights: Path | None, device: str | None, executable: str,
-             out: TextIO = sys.stdout) -> list[Outcome]:
-    """Run every job that is not finished, one after the other; never stops at a failure."""
+             out: TextIO = sys.stdout, env: Mapping[str, str] | None = None) -> list[Outcome]:
+    """Run every job that is not finished, one after the other; never stops at a failure.
+
+    ``env`` overrides environment variables of the ``nnUNetv2_train`` processes, e.g. the
+    ``nnUNet_results`` that ``layout`` lies in (a pre-training checkpoint's own results root,
+    :mod:`.pretraining_curve`)."""
     outcomes = []
     for job in jobs:
         fold_dir = layout.fold_dir(job.setup.trainer, job.fold)
@@ -156,7 +160,7 @@ def run_jobs(jobs: Sequence[Job], dataset: str, layout: ResultsLayout,
         out.write(f"{job.prefix} $ {' '.join(command)}\n")
         out.flush()
         try:
-            returncode = _stream(command, job.prefix, out)
+            returncode = _stream(command, job.prefix, out, env or {})
         except OSError as e:
             outcomes.append(Outcome(job, action, f"could not start {command[0]}: {e}"))
             continue

@@ -8,7 +8,14 @@ Collects ``fold_k/validation/summary.json`` of every evaluation setup (see
   std over folds, with trainable parameters, backbone source and training budget (Table 1);
 * ``dice_vs_parameters.png``: mean Dice against trainable parameters, log x (Fig. 2);
 * with ``--labeled 1 2 4 ...``: ``label_efficiency.md`` / ``.csv`` and ``dice_vs_labeled.png``,
-  Dice when training on k labeled cases of each fold (the paper's stated future work).
+  Dice when training on k labeled cases of each fold (the paper's stated future work), the
+  figure's last point the regular folds' result (all labeled training cases);
+* with ``--pretraining_curve CKPT|FOLDER ...``: ``pretraining_curve.md`` / ``.csv`` and
+  ``dice_vs_pretraining.png``, the setups that start from pre-trained weights trained from
+  each checkpoint (in a results root of its own), against pre-training iterations, with the
+  random-FPN baselines at 0 iterations and the spread over pre-training seeds
+  (``vox2vec_nnunet.benchmark.pretraining_curve``); the table and figure above then hold
+  the setups without weights.
 
 With ``--run`` the missing folds are first trained by ``nnUNetv2_train`` (resuming unfinished
 ones), after writing ``splits_final.json`` for ``--folds K`` (the paper: 5 folds on BTCV, 3 on
@@ -19,6 +26,8 @@ Example::
 
     vox2vec_nnunet_benchmark -d 17 --folds 5 --run -device cuda \\
         --pretrained_weights vox2vec_fpn.pth --setups scratch linear_probe nonlinear_probe
+    vox2vec_nnunet_benchmark -d 17 --folds 5 --run --setups linear_probe linear_probe_random_bn \\
+        --pretraining_curve $nnUNet_results/Dataset900_Vox2VecPretraining/Vox2VecPretrainTrainer__Vox2VecPlans__3d_vox2vec_pretrain/fold_all
 """
 from __future__ import annotations
 
@@ -30,8 +39,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vox2vec_nnunet.benchmark.collect import FoldResult, Problem, collect_setup, foreground_labels
-from vox2vec_nnunet.benchmark.figures import plot_dice_vs_labeled, plot_dice_vs_parameters
+from vox2vec_nnunet.benchmark.figures import (plot_dice_vs_labeled, plot_dice_vs_parameters,
+                                              plot_dice_vs_pretraining)
 from vox2vec_nnunet.benchmark.layout import ResultsLayout
+from vox2vec_nnunet.benchmark.pretraining_curve import (CurvePoint, PretrainingCheckpoint, curve_markdown,
+                                                        checkpoint_results_root, find_checkpoints, write_curve_csv)
 from vox2vec_nnunet.benchmark.runner import (Job, Outcome, check_weights, find_nnunet_train,
                                              run_jobs)
 from vox2vec_nnunet.benchmark.setups import SETUPS, Setup, resolve_setups
@@ -75,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="device for nnUNetv2_train (default: cuda if available, else cpu)")
     p.add_argument("--labeled", nargs="+", type=int, metavar="K",
                    help="label-efficiency mode: also train/collect on K labeled cases per fold")
+    p.add_argument("--pretraining_curve", nargs="+", type=Path, metavar="CKPT",
+                   help="checkpoints of vox2vec pre-training runs (files, snapshots folders or fold_all folders): "
+                        "train the setups that need weights from each, and draw Dice against pre-training "
+                        "iterations (instead of --pretrained_weights)")
     p.add_argument("--overwrite_splits", action="store_true",
                    help="with --run: replace a splits_final.json that has another number of folds")
     p.add_argument("-o", dest="output", type=Path,
@@ -176,9 +192,13 @@ def _subtitle(dataset: str, layout: ResultsLayout, rows: Sequence[Row]) -> str:
 
 def _run_missing(args: argparse.Namespace, setups: Sequence[Setup], fold_ids: Sequence[int],
                  budgets: Sequence[int], dataset: str, layout: ResultsLayout,
-                 preprocessed_dir: Path, raw_root: Path) -> tuple[SplitsState, list[Outcome]]:
-    """``--run``: write the splits, then train every fold that is not finished."""
-    check_weights(setups, args.pretrained_weights)
+                 preprocessed_dir: Path, raw_root: Path, checkpoints: Sequence[PretrainingCheckpoint] = ()
+                 ) -> tuple[SplitsState, list[Outcome]]:
+    """``--run``: write the splits, then train every fold that is not finished; with
+    ``checkpoints`` the setups that need weights once per checkpoint, in its own results root."""
+    curve = [s for s in setups if s.needs_weights] if checkpoints else []
+    regular = [s for s in setups if s not in curve]
+    check_weights(regular, args.pretrained_weights)
     executable = find_nnunet_train()
     if not preprocessed_dir.is_dir():
         raise Vox2VecError(f"{preprocessed_dir} does not exist: plan and preprocess {dataset} first")
@@ -190,8 +210,8 @@ def _run_missing(args: argparse.Namespace, setups: Sequence[Setup], fold_ids: Se
         state = ensure_label_efficiency_splits(preprocessed_dir, budgets)
     print(f"splits: {preprocessed_dir / SPLITS_FILE} ({state.num_regular_folds} regular folds, "
           f"{len(state.labeled)} label-efficiency splits)")
-    jobs = [Job(s, f, f"fold {f}") for s in setups for f in fold_ids]
-    for s in setups:
+    jobs = [Job(s, f, f"fold {f}") for s in regular for f in fold_ids]
+    for s in regular:
         for k in budgets:
             for f in fold_ids:
                 index = state.fold_index(k, f)
@@ -201,7 +221,34 @@ def _run_missing(args: argparse.Namespace, setups: Sequence[Setup], fold_ids: Se
         import torch
         device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device: {device}")
-    return state, run_jobs(jobs, dataset, layout, args.pretrained_weights, device, executable)
+    outcomes = run_jobs(jobs, dataset, layout, args.pretrained_weights, device, executable)
+    for checkpoint in checkpoints:
+        root = checkpoint_results_root(layout.dataset_results_dir, checkpoint)
+        jobs = [Job(s, f, f"fold {f}, {checkpoint.describe()}") for s in curve for f in fold_ids]
+        outcomes += run_jobs(jobs, dataset, ResultsLayout(root / dataset, layout.plans, layout.configuration),
+                             checkpoint.path, device, executable, env={"nnUNet_results": str(root)})
+    return state, outcomes
+
+
+def _collect_curve(layout: ResultsLayout, setups: Sequence[Setup], folds: Sequence[int],
+                   checkpoints: Sequence[PretrainingCheckpoint], labels: dict[str, str]
+                   ) -> tuple[list[CurvePoint], list[Problem]]:
+    """The random-FPN baselines (0 iterations, regular results folder), then each setup that
+    needs weights at each checkpoint (its own results root)."""
+    points: list[CurvePoint] = []
+    problems: list[Problem] = []
+    baselines = [s for s in setups if s.random_baseline]
+    rows, p = _collect_rows(layout, baselines, folds, labels)
+    points += [CurvePoint(None, row) for row in rows]
+    problems += p
+    for setup in (s for s in setups if s.needs_weights):
+        for checkpoint in checkpoints:
+            root = checkpoint_results_root(layout.dataset_results_dir, checkpoint)
+            at = ResultsLayout(root / layout.dataset_results_dir.name, layout.plans, layout.configuration)
+            rows, p = _collect_rows(at, [setup], folds, labels)
+            points += [CurvePoint(checkpoint, row) for row in rows]
+            problems += [Problem(q.setup, q.fold, f"{checkpoint.describe()}: {q.message}", q.path) for q in p]
+    return points, problems
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -217,6 +264,17 @@ def _main(args: argparse.Namespace) -> int:
     if bad:
         raise Vox2VecError(f"--fold_ids {bad} outside 0..{args.folds - 1} (--folds {args.folds})")
     budgets = sorted(set(args.labeled or []))
+    checkpoints: list[PretrainingCheckpoint] = []
+    if args.pretraining_curve:
+        if args.pretrained_weights is not None or budgets:
+            raise Vox2VecError("--pretraining_curve takes the place of --pretrained_weights and does not go with "
+                               "--labeled")
+        if not any(s.needs_weights for s in setups):
+            raise Vox2VecError(f"--pretraining_curve: none of the setups {', '.join(s.name for s in setups)} "
+                               f"starts from pre-trained weights (e.g. linear_probe)")
+        checkpoints, notes = find_checkpoints(args.pretraining_curve)
+        print("pre-training checkpoints:\n" + "\n".join(
+            f"  {c.trainer}, {c.describe()}: {c.path}" for c in checkpoints) + "".join(f"\n  note: {n}" for n in notes))
 
     results_root, preprocessed_root, raw_root = (
         require_path_variable(v) for v in ("nnUNet_results", "nnUNet_preprocessed", "nnUNet_raw"))
@@ -231,7 +289,7 @@ def _main(args: argparse.Namespace) -> int:
     state: SplitsState | None = None
     if args.run:
         state, outcomes = _run_missing(args, setups, fold_ids, budgets, dataset, layout,
-                                       preprocessed_root / dataset, raw_root)
+                                       preprocessed_root / dataset, raw_root, checkpoints)
         failed = [o for o in outcomes if o.error is not None]
     elif budgets:
         state = read_splits(preprocessed_root / dataset)
@@ -242,16 +300,32 @@ def _main(args: argparse.Namespace) -> int:
     output = args.output or results_root / dataset / OUTPUT_SUBDIR
     output.mkdir(parents=True, exist_ok=True)
 
-    rows, problems = _collect_rows(layout, setups, fold_ids, labels)
-    written = [output / "dice_table.md", output / "dice_table.csv"]
-    if rows:
-        written.append(output / "dice_vs_parameters.png")
-        problems += plot_dice_vs_parameters(rows, written[-1], _subtitle(dataset, layout, rows))
-    markdown = dice_table_markdown(rows, list(labels), problems)
-    written[0].write_text(markdown)
-    write_dice_table_csv(rows, list(labels), written[1])
-    print(f"\n{dataset}, {args.plans}/{args.configuration}, folds {fold_ids} of {args.folds}\n")
-    print(markdown)
+    written: list[Path] = []
+    curve_points: list[CurvePoint] = []
+    if checkpoints:
+        curve_points, curve_problems = _collect_curve(layout, setups, fold_ids, checkpoints, labels)
+        curve_text = curve_markdown(curve_points, list(labels), curve_problems)
+        written += [output / "pretraining_curve.md", output / "pretraining_curve.csv",
+                    output / "dice_vs_pretraining.png"]
+        written[-3].write_text(curve_text)
+        write_curve_csv(curve_points, list(labels), written[-2])
+        plot_dice_vs_pretraining(curve_points, written[-1], _subtitle(dataset, layout, [p.row for p in curve_points]))
+        print(f"\n{dataset}, {args.plans}/{args.configuration}, folds {fold_ids} of {args.folds}, "
+              f"against pre-training iterations\n\n{curve_text}")
+        setups = [s for s in setups if not s.needs_weights]  # the regular table: the others
+
+    rows: list[Row] = []
+    if setups:
+        rows, problems = _collect_rows(layout, setups, fold_ids, labels)
+        written += [output / "dice_table.md", output / "dice_table.csv"]
+        if rows:
+            written.append(output / "dice_vs_parameters.png")
+            problems += plot_dice_vs_parameters(rows, written[-1], _subtitle(dataset, layout, rows))
+        markdown = dice_table_markdown(rows, list(labels), problems)
+        (output / "dice_table.md").write_text(markdown)
+        write_dice_table_csv(rows, list(labels), output / "dice_table.csv")
+        print(f"\n{dataset}, {args.plans}/{args.configuration}, folds {fold_ids} of {args.folds}\n")
+        print(markdown)
 
     labeled_rows: list[tuple[int, Row]] = []
     if budgets:
@@ -263,19 +337,21 @@ def _main(args: argparse.Namespace) -> int:
         written += [output / "label_efficiency.md", output / "label_efficiency.csv"]
         if labeled_rows:
             written.append(output / "dice_vs_labeled.png")
-            plot_dice_vs_labeled(labeled_rows, written[-1],
-                                 _subtitle(dataset, layout, [r for _, r in labeled_rows]))
+            all_cases = [len(state.splits[f]["train"]) for f in fold_ids] if state is not None else []
+            plot_dice_vs_labeled(labeled_rows, written[-1], _subtitle(dataset, layout, [r for _, r in labeled_rows]),
+                                 all_labeled=rows, all_cases=all_cases)
         print(labeled_markdown)
 
     print("settings the figures depend on:")
-    print("\n".join(_settings(rows or [r for _, r in labeled_rows])))
+    shown = {r.setup.name: r for r in [*(p.row for p in curve_points), *(r for _, r in labeled_rows), *rows]}
+    print("\n".join(_settings(list(shown.values()))))
     print("written:\n" + "\n".join(f"  {p}" for p in written))
     if failed:
         print(f"\n{len(failed)} fold(s) failed:", file=sys.stderr)
         for o in failed:
             print(f"  {o.job.prefix} {o.action.value}: {o.error}", file=sys.stderr)
         return 1
-    if not rows and not labeled_rows:
+    if not rows and not labeled_rows and not curve_points:
         print("\nno finished fold of any setup was found; see the notes above", file=sys.stderr)
         return 1
     return 0

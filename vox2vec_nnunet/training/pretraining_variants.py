@@ -1,0 +1,88 @@
+"""Pre-training variants: the CPU demo budgets and seeded runs, for ``nnUNetv2_train -tr NAME``.
+
+The scaled-down model itself (FPN width and depth, patch, spacing) lives in the plans, written
+by ``vox2vec_nnunet_prepare_pretraining`` options; ``*_Demo`` / ``*_DemoLong`` change only how
+long and with how many volumes and positions the pre-training runs (SPEC section 4).
+
+Seeded runs: ``NAME_Seed{S}`` is ``NAME`` with ``seed = S`` (0 <= S < 2**63), for
+``Vox2VecPretrainTrainer``, ``Vox2VecPretrainTrainer_Demo`` and ``Vox2VecPretrainTrainer_DemoLong``,
+e.g. ``-tr Vox2VecPretrainTrainer_Demo_Seed0``. The classes are made when first looked up (a
+module ``__getattr__``, PEP 562), which is how nnU-Net's trainer search asks for them
+(``hasattr(module, NAME)``), so any seed a training log printed repeats that run; each seeded
+variant has its own results folder. The same seed gives the same batches, augmentation and
+initial weights (see :mod:`vox2vec_nnunet.training.pretraining`).
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+
+from vox2vec_nnunet.training.pretraining import Vox2VecPretrainTrainer
+
+DEVICE = torch.device("cuda")
+
+
+class Vox2VecPretrainTrainer_Demo(Vox2VecPretrainTrainer):
+    """500 iterations of 4 volumes x 256 positions (paper: 100,000 of 10 x 1,000), a snapshot
+    every 100 iterations."""
+
+    num_volumes = 4
+    num_positions = 256
+    snapshot_every = 2
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device: torch.device = DEVICE):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 10
+        self.num_iterations_per_epoch = 50
+        self.save_every = 1
+
+
+class Vox2VecPretrainTrainer_DemoLong(Vox2VecPretrainTrainer_Demo):
+    """2,000 iterations of 4 volumes x 256 positions."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device: torch.device = DEVICE):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 40
+
+
+SEEDABLE: dict[str, type[Vox2VecPretrainTrainer]] = {
+    cls.__name__: cls for cls in (Vox2VecPretrainTrainer, Vox2VecPretrainTrainer_Demo, Vox2VecPretrainTrainer_DemoLong)}
+"""The pre-training trainers that have ``_Seed{S}`` variants."""
+
+_SEEDED_NAME = re.compile(r"(?P<base>\w+)_Seed(?P<seed>0|[1-9][0-9]*)")
+_seeded: dict[str, type[Vox2VecPretrainTrainer]] = {}
+
+
+def seeded_name(base: str, seed: int) -> str:
+    """The trainer name of ``base`` with ``seed``: ``Vox2VecPretrainTrainer_Demo_Seed0``."""
+    return f"{base}_Seed{seed}"
+
+
+def unseeded_name(name: str) -> str:
+    """``name`` without its ``_Seed{S}`` ending: the pre-training run that seeds repeat."""
+    match = _SEEDED_NAME.fullmatch(name)
+    return name if match is None else match["base"]
+
+
+def seeded_variant(name: str) -> type[Vox2VecPretrainTrainer] | None:
+    """The class ``NAME_Seed{S}`` (made once, then the same object), or None for another name or
+    a seed out of range."""
+    if name in _seeded:
+        return _seeded[name]
+    match = _SEEDED_NAME.fullmatch(name)
+    if match is None or match["base"] not in SEEDABLE or int(match["seed"]) >= 2 ** 63:
+        return None
+    base = SEEDABLE[match["base"]]
+    cls = type(name, (base,), {"seed": int(match["seed"]), "__module__": __name__,
+                               "__doc__": f"{base.__name__} with seed = {match['seed']}."})
+    _seeded[name] = cls
+    return cls
+
+
+def __getattr__(name: str) -> type[Vox2VecPretrainTrainer]:
+    """``NAME_Seed{S}`` on first access (PEP 562); pickle finds the classes here too."""
+    cls = seeded_variant(name)
+    if cls is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return cls
