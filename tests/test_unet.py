@@ -115,3 +115,63 @@ def test_a_step_trains_every_stage_read_out_and_not_the_segmentation_layers():
 def test_refuses_a_network_that_is_not_a_unet():
     with pytest.raises(ValueError, match="not a U-Net of dynamic-network-architectures"):
         Vox2VecUNet(torch.nn.Conv3d(1, 2, 3))
+
+
+def test_augmentation_for_ct_normalization_ends_where_nnunets_ct_normalization_ends():
+    """Without a random window the patch equals nnU-Net's CTNormalization of the same HU; random
+    windows stay inside the plans' window and span the same output range."""
+    import numpy as np
+    from nnunetv2.preprocessing.normalization.default_normalization_schemes import CTNormalization
+
+    from unet_plans import CT_PROPERTIES
+    from vox2vec_nnunet.pretraining.augmentation import IntensityAugmentation
+
+    props = CT_PROPERTIES["0"]
+    hu = torch.linspace(-1100, 1400, 2 * 6 * 10 * 10, dtype=torch.float64).reshape(2, 1, 6, 10, 10)
+    plain = IntensityAugmentation(filter_p=0.0, noise_p=0.0, window_p=0.0).for_ct_normalization(props)
+    ours = plain(hu.float(), [1, 2]).double()
+    reference = CTNormalization(intensityproperties=props).run(hu.numpy().copy())
+    np.testing.assert_allclose(ours.numpy(), reference, rtol=1e-5, atol=1e-5)
+
+    matched = IntensityAugmentation().for_ct_normalization(props)
+    low, high = props["percentile_00_5"], props["percentile_99_5"]
+    assert matched.fixed_window_hu == (low, high)
+    assert low == matched.window_low_hu[0] < matched.window_low_hu[1] < matched.window_high_hu[0]
+    assert matched.window_high_hu[1] == pytest.approx(high)
+    params = matched.sample_parameters([torch.Generator().manual_seed(s) for s in range(200)], "cpu")
+    assert (params.window_low_hu >= low).all() and (params.window_high_hu <= high + 1e-3).all()
+    out = matched(hu.float(), [3, 4])
+    assert out.min() == pytest.approx(reference.min(), abs=1e-4) and out.max() == pytest.approx(reference.max(), abs=1e-4)
+
+
+def test_pretraining_plans_keep_the_network_and_hu_and_the_trainer_matches_the_normalization(tmp_path, monkeypatch):
+    from vox2vec_nnunet.errors import Vox2VecError
+    from vox2vec_nnunet.pretraining.prepare import TARGET_NORMALIZATION_KEY, target_preprocessing
+    from vox2vec_nnunet.training.unet_pretraining import Vox2VecPretrainTrainer_UNet
+
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / name))
+    labeled = unet_plans("Dataset501_Phantoms")
+    preprocessing = target_preprocessing(labeled, "3d_fullres", "labeled.json")
+    entry = preprocessing.entry
+    assert entry["architecture"] == labeled["configurations"]["3d_fullres"]["architecture"]
+    assert entry["normalization_schemes"] == ["NoNormalization"] and entry[TARGET_NORMALIZATION_KEY] == ["CTNormalization"]
+    assert preprocessing.patch_size == [12, 20, 24] and preprocessing.spacing == [10.0, 8.0, 8.0]
+    with pytest.raises(Vox2VecError, match="no configuration '2d'"):
+        target_preprocessing(labeled, "2d", "labeled.json")
+    with pytest.raises(Vox2VecError, match="ZScoreNormalization"):
+        target_preprocessing(unet_plans("Dataset501_Phantoms", normalization="ZScoreNormalization"), "3d_fullres",
+                             "labeled.json")
+
+    dataset_json = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "body": 1}, "numTraining": 1,
+                    "file_ending": ".nii.gz"}
+    plans = dict(preprocessing.dataset_plans("Dataset902_Pretraining", [18, 32, 42]), continue_training=False)
+    trainer = Vox2VecPretrainTrainer_UNet(plans, "3d_fullres", "all", dataset_json, torch.device("cpu"))
+    properties = labeled["foreground_intensity_properties_per_channel"]["0"]
+    assert trainer.augmentation.fixed_window_hu == (properties["percentile_00_5"], properties["percentile_99_5"])
+    network = trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager, 1, 2)
+    assert isinstance(network, Vox2VecUNet) and network.level_channels == [32, 64, 128]
+    with pytest.raises(Vox2VecError, match="--plans PLANS --configuration 3d_fullres"):
+        Vox2VecPretrainTrainer_UNet(dict(labeled, continue_training=False), "3d_fullres", "all", dataset_json,
+                                    torch.device("cpu"))

@@ -1,4 +1,5 @@
 """vox2vec trainers for nnU-Net's own U-Nets, for ``nnUNetv2_train -tr NAME``."""
 from vox2vec_nnunet.training.unet_finetuning import nnUNetTrainer_Vox2VecFineTune
+from vox2vec_nnunet.training.unet_pretraining import Vox2VecPretrainTrainer_UNet
 
-__all__ = ["nnUNetTrainer_Vox2VecFineTune"]
+__all__ = ["Vox2VecPretrainTrainer_UNet", "nnUNetTrainer_Vox2VecFineTune"]
