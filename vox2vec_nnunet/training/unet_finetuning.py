@@ -26,12 +26,17 @@ only (one GPU or the CPU): DDP cannot follow parameters that stop and start need
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch.optim.lr_scheduler import _LRScheduler
 
 from vox2vec_nnunet.errors import Vox2VecError
-from vox2vec_nnunet.training.common import unwrap
+from vox2vec_nnunet.training.common import (NoTestTimeMirroring, count_parameters, pretrained_weights_argument,
+                                            state_checksum, unwrap)
+from vox2vec_nnunet.training.segmentation import RUN_RECORD
 
 WARMUP_FRACTION = 0.05
 """Fraction of the epochs of each warm-up stage (Wald et al.: 50 of 1,000)."""
@@ -75,7 +80,35 @@ class FineTuneLRScheduler(_LRScheduler):
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
-class nnUNetTrainer_Vox2VecFineTune(nnUNetTrainer):
+class RunRecord:
+    """Trainer mixin: ``fold_X/vox2vec_run.json`` as the vox2vec trainers write it, for the benchmark.
+
+    The network counts as pre-trained when its encoder changed between ``initialize`` and the
+    start of training (where ``nnUNetv2_train -pretrained_weights`` loads); every parameter
+    trains (the whole U-Net, nnU-Net style).
+    """
+
+    def initialize(self) -> None:
+        super().initialize()
+        self._initial_encoder_checksum = state_checksum(unwrap(self.network).encoder)
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        record_file = Path(self.output_folder) / RUN_RECORD
+        if record_file.is_file() and self.current_epoch > 0:
+            return  # --c: the origin of the weights was recorded when the run started
+        changed = not torch.equal(state_checksum(unwrap(self.network).encoder), self._initial_encoder_checksum)
+        total = count_parameters(self.network)
+        record = {"trainer": type(self).__name__, "backbone_source": "pretrained" if changed else "random_init",
+                  "pretrained_weights": pretrained_weights_argument() if changed else None,
+                  "trainable_parameters": total, "total_parameters": total,
+                  "num_iterations": self.num_epochs * self.num_iterations_per_epoch, "batch_size": self.batch_size}
+        self.print_to_log_file(f"vox2vec: network from {'PRE-TRAINED weights' if changed else 'RANDOM INITIALISATION'}")
+        if self.local_rank == 0:
+            record_file.write_text(json.dumps(record, indent=2))
+
+
+class nnUNetTrainer_Vox2VecFineTune(RunRecord, nnUNetTrainer):
     """nnUNetTrainer with the two-stage warm-up for pre-trained weights; see the module docstring."""
 
     def initialize(self) -> None:
@@ -100,3 +133,28 @@ class nnUNetTrainer_Vox2VecFineTune(nnUNetTrainer):
                 f"{'decoder and segmentation layers, encoder frozen' if frozen else 'whole network'}, "
                 f"linear learning-rate warm-up to {self.initial_lr}")
         super().on_train_epoch_start()
+
+
+class nnUNetTrainer_Vox2VecScratch(RunRecord, nnUNetTrainer):
+    """nnUNetTrainer as it is (from scratch: SGD 1e-2, poly schedule), writing the run record that
+    the benchmark reads; the baseline of :class:`nnUNetTrainer_Vox2VecFineTune`."""
+
+
+class _DemoBudget(NoTestTimeMirroring):
+    """The demo budget: 80 iterations (10 epochs x 8) of nnU-Net's batch, 4 validation
+    iterations per epoch, validated without test-time mirroring."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 10
+        self.num_iterations_per_epoch = 8
+        self.num_val_iterations_per_epoch = 4
+
+
+class nnUNetTrainer_Vox2VecScratch_Demo(_DemoBudget, nnUNetTrainer_Vox2VecScratch):
+    pass
+
+
+class nnUNetTrainer_Vox2VecFineTune_Demo(_DemoBudget, nnUNetTrainer_Vox2VecFineTune):
+    """The demo budget; each warm-up stage is one of the 10 epochs."""

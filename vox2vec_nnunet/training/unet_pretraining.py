@@ -58,3 +58,17 @@ class Vox2VecPretrainTrainer_UNet(Vox2VecPretrainTrainer):
             return Vox2VecUNet(unet, cls.projection_dim)
         except ValueError as error:
             raise Vox2VecError(f"plans '{plans_manager.plans_name}' of {plans_manager.dataset_name}: {error}") from None
+
+
+class Vox2VecPretrainTrainer_UNet_Demo(Vox2VecPretrainTrainer_UNet):
+    """100 iterations (5 epochs x 20) of 4 volumes x 256 positions (paper: 100,000 of 10 x 1,000)."""
+
+    num_volumes = 4
+    num_positions = 256
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 5
+        self.num_iterations_per_epoch = 20
+        self.save_every = 1
