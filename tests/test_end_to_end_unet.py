@@ -25,7 +25,7 @@ def test_pretrain_the_resenc_unet_finetune_it_and_predict(tmp_path):
     raw = write_nnunet_raw_dataset(Path(env["nnUNet_raw"]), DATASET, "Phantoms", num_labeled=6, num_unlabeled=3,
                                    seed=0, config=PhantomConfig(spacing=(10.0, 8.0, 8.0)), progress=False)
     pre, results = Path(env["nnUNet_preprocessed"]), Path(env["nnUNet_results"])
-    # nnU-Net's ResEnc M planner, made small for the CPU: 2 cores' worth of GPU memory target, coarse spacing
+    # nnU-Net's ResEnc M planner, made small for the CPU: a 0.02 GB GPU memory target and a coarse spacing
     run(["nnUNetv2_plan_and_preprocess", "-d", DATASET, "-pl", "nnUNetPlannerResEncM", "-gpu_memory_target", "0.02",
          "-overwrite_target_spacing", "10", "8", "8", "-overwrite_plans_name", PLANS, "-c", CONFIGURATION,
          "-np", "1", "-npfp", "1"], env)

@@ -17,8 +17,8 @@ representation is the concatenation of the decoder stage outputs, full resolutio
 the bottleneck, each read at the voxel's cell: the integer floor of its coordinate divided by
 that map's cumulative stride per axis (nearest cell, no interpolation, as for the FPN levels).
 For the tiny ResEnc plans of the tests (features 32, 64, 128; strides (1,1,1), (2,2,2),
-(1,2,2)) that is 32 + 64 + 128 = 224 dimensions; for ``nnUNetResEncUNetMPlans`` 3d_fullres
-(features 32 ... 320 over 6 stages) 1,120, close to the paper's 1,008. The encoder's skips are
+(1,2,2)) that is 32 + 64 + 128 = 224 dimensions; for a typical ``nnUNetResEncUNetMPlans``
+3d_fullres of CT (6 stages of 32, 64, 128, 256, 320, 320) 1,120, close to the paper's 1,008. The encoder's skips are
 not read: every one of them feeds a decoder stage, so the decoder's outputs already depend on
 them, and all decoder stages are what fine-tuning uses. Reading every decoder stage, not only the
 last, makes each resolution's features discriminative, as in the paper; the outputs are taken by
