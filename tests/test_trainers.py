@@ -8,7 +8,6 @@ import torch
 from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
 
 from conftest import published_state_dict
-from vox2vec_nnunet.commands.import_weights import import_fpn_state, reference_kernels_to_nnunet_layout
 from vox2vec_nnunet.commands.import_weights import main as import_main
 from vox2vec_nnunet.network.fpn import FPN3d
 from vox2vec_nnunet.errors import Vox2VecError
@@ -21,7 +20,7 @@ from vox2vec_nnunet.training import segmentation
 from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer_FineTune,
                                                   Vox2VecTrainer_LinearProbe, Vox2VecTrainer_NonLinearProbe,
                                                   finetune_backbone_lr, finetune_schedule)
-from vox2vec_nnunet.weights import check_backbone_fits
+from vox2vec_nnunet.weights import check_backbone_fits, import_fpn_state, reference_kernels_to_nnunet_layout
 from vox2vec_nnunet_plans.builder import SEGMENTATION_CONFIGURATION, build_plans, default_settings
 
 DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1, "spleen": 2},
@@ -172,7 +171,10 @@ def test_import_refuses_what_is_not_a_released_fpn(tmp_path, capsys):
     unsafe = tmp_path / "unsafe.pt"
     torch.save({"first_conv.weight": torch.zeros(1), "hook": print}, unsafe)
     assert import_main([str(unsafe), "-o", str(tmp_path / "o.pth")]) == 2
-    assert "weights_only=True" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "weights_only=True" in err and "(the global print)" in err and "the file is refused" in err
+    assert "weights_only=False" not in err and "weights_only` set to `False" not in err and ".." not in err
+    assert "\x1b" not in err and len(err.strip().splitlines()) == 1
     partial = published_state_dict()
     del partial["bottom_block.layers.0.layers.2.weight"]
     partial["extra.weight"] = torch.zeros(1)

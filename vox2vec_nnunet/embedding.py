@@ -35,12 +35,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from vox2vec_nnunet.commands.import_weights import import_fpn_state
 from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.network.fpn import FPN3d, voxel_representations
 from vox2vec_nnunet.pretraining.body_mask import body_mask
 from vox2vec_nnunet.pretraining.prepare import reader_for
-from vox2vec_nnunet.weights import BACKBONE_PREFIX, load_weights_file, network_weights
+from vox2vec_nnunet.weights import BACKBONE_PREFIX, import_fpn_state, load_weights_file, network_weights
 from vox2vec_nnunet_plans.builder import (SEGMENTATION_CONFIGURATION, build_plans, default_settings, load_template,
                                           slice_axis_first)
 

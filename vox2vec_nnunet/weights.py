@@ -1,18 +1,37 @@
-"""Loading weights safely and checking that a backbone fits a network.
+"""Loading weights safely, checking that a backbone fits a network, and converting the released FPN weights.
 
 Every file is loaded with ``torch.load(..., weights_only=True, map_location="cpu")``: a
 checkpoint is untrusted input, and only tensors and plain containers are accepted.
 """
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
 from vox2vec_nnunet.errors import Vox2VecError
+from vox2vec_nnunet.network.fpn import FPN3d
 
 BACKBONE_PREFIX = "backbone."
+
+
+def _load_failure(error: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one sentence without a final period.
+
+    For a file whose pickle holds more than tensors and plain containers, torch's message
+    advises re-running with ``weights_only=False``: the wrong advice for an untrusted file
+    (it would run the code in the pickle), so only the refused global is named.
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if isinstance(error, pickle.UnpicklingError) and refused:
+        return (f"its pickle holds Python objects beyond tensors and plain containers (the global {refused.group(1)}), "
+                f"which loading would run as code; the file is refused")
+    first_line = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(error).__name__}: {first_line}".rstrip(" .")
 
 
 def load_weights_file(path: str | Path) -> dict:
@@ -24,8 +43,8 @@ def load_weights_file(path: str | Path) -> dict:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe files
         raise Vox2VecError(f"{path}: cannot be loaded as a weights file with torch.load(weights_only=True): "
-                           f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Only plain state "
-                           f"dicts and nnU-Net checkpoints (tensors in plain containers) are accepted.") from None
+                           f"{_load_failure(e)}. Only plain state dicts and nnU-Net checkpoints (tensors in plain "
+                           f"containers) are accepted.") from None
     if not isinstance(obj, dict):
         raise Vox2VecError(f"{path}: holds a {type(obj).__name__}, not a state dict or an nnU-Net checkpoint")
     return obj
@@ -63,3 +82,41 @@ def check_backbone_fits(expected: Mapping[str, torch.Tensor], found: Mapping[str
     details += [f"{BACKBONE_PREFIX}{k}: checkpoint {s} vs network {n}" for k, s, n in wrong[:3]]
     raise Vox2VecError(f"{path}: its backbone does not match the network "
                        f"({len(missing)} missing, {len(wrong)} with other shapes; e.g. {'; '.join(details)}). {hint}")
+
+
+def infer_fpn(state: Mapping[str, torch.Tensor], path: str | Path) -> FPN3d:
+    """An FPN with the settings the state dict was saved from (from its first conv and depth)."""
+    if "first_conv.weight" not in state:
+        raise Vox2VecError(f"{path}: not a vox2vec FPN state dict (no 'first_conv.weight'; first keys: "
+                           f"{sorted(state)[:5]})")
+    base_channels, in_channels = state["first_conv.weight"].shape[:2]
+    levels = 1 + len({k.split(".")[1] for k in state if k.startswith("left_blocks.")})
+    return FPN3d(in_channels=in_channels, base_channels=base_channels, num_levels=levels)
+
+
+def reference_kernels_to_nnunet_layout(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """RAS (x, y, z) kernels -> LPS (z, y, x) kernels: reverse the spatial axes, mirror y and x.
+
+    See :mod:`vox2vec_nnunet.commands.import_weights` for the axis conventions.
+    """
+    return {k: v.permute(0, 1, 4, 3, 2).flip(3, 4).contiguous() if v.ndim == 5 and max(v.shape[2:]) > 1 else v
+            for k, v in state.items()}
+
+
+def import_fpn_state(state: Mapping[str, torch.Tensor], path: str | Path) -> tuple[dict[str, torch.Tensor], FPN3d]:
+    """Check a released FPN state dict (or one of ours, under ``backbone.``) against our FPN and
+    return it under ``backbone.``, with the FPN it loads into."""
+    if any(k.startswith(BACKBONE_PREFIX) for k in state):  # already ours (e.g. a pre-training checkpoint)
+        state = backbone_weights(state)
+    fpn = infer_fpn(state, path)
+    expected = fpn.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise Vox2VecError(
+            f"{path}: does not match the vox2vec FPN ({fpn.base_channels} base channels, {fpn.num_levels} levels): "
+            f"{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}, "
+            f"{len(wrong)} with other shapes {wrong[:3]}")
+    fpn.load_state_dict(state)  # also checks dtypes convert
+    return {BACKBONE_PREFIX + k: v.clone() for k, v in fpn.state_dict().items()}, fpn

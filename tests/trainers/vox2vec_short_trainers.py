@@ -9,6 +9,8 @@ from vox2vec_nnunet.training.pretraining import Vox2VecPretrainTrainer
 from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer_FineTune,
                                                   Vox2VecTrainer_LinearProbe, Vox2VecTrainer_LinearProbe_RandomInit,
                                                   Vox2VecTrainer_LinearProbe_RandomInitBN)
+from vox2vec_nnunet.training.unet_finetuning import nnUNetTrainer_Vox2VecFineTune
+from vox2vec_nnunet.training.unet_pretraining import Vox2VecPretrainTrainer_UNet
 
 
 class _Short(NoTestTimeMirroring):
@@ -56,3 +58,23 @@ class Vox2VecPretrainTrainer_Test(_Short, Vox2VecPretrainTrainer):
         self.num_iterations_per_epoch = 4
         self.num_val_iterations_per_epoch = 0
         self.save_every = 1
+
+
+class Vox2VecPretrainTrainer_UNet_Test(_Short, Vox2VecPretrainTrainer_UNet):
+    """Two epochs of three iterations, 4 volumes x 64 positions, seed 0."""
+
+    num_volumes = 4
+    num_positions = 64
+    seed = 0
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_val_iterations_per_epoch = 0
+
+
+class nnUNetTrainer_Vox2VecFineTune_Test(_Short, nnUNetTrainer_Vox2VecFineTune):
+    """One epoch of three iterations: all of it the first warm-up stage, with the encoder frozen."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 1

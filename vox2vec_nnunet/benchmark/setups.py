@@ -20,7 +20,8 @@ RANDOM_INIT = "random_init"
 class Setup:
     """One evaluation setup: its command-line name, trainer class name and table label.
 
-    ``random_baseline`` marks the probes on a frozen randomly initialised FPN.
+    ``random_baseline`` marks the probes on a frozen randomly initialised FPN; ``own_unet`` the
+    setups that train nnU-Net's own U-Net of the plans given with ``-p``/``-c`` (not default).
     """
 
     name: str
@@ -28,6 +29,7 @@ class Setup:
     needs_weights: bool
     label: str
     random_baseline: bool = False
+    own_unet: bool = False
 
     @property
     def expected_backbone_source(self) -> str:
@@ -48,6 +50,9 @@ SETUPS: dict[str, Setup] = {s.name: s for s in (
           "linear probing, random FPN, BN re-estimated", random_baseline=True),
     Setup("nonlinear_probe_random_bn", "Vox2VecTrainer_NonLinearProbe_RandomInitBN", False,
           "non-linear probing, random FPN, BN re-estimated", random_baseline=True),
+    Setup("unet_scratch", "nnUNetTrainer_Vox2VecScratch", False, "nnU-Net U-Net from scratch", own_unet=True),
+    Setup("unet_finetune", "nnUNetTrainer_Vox2VecFineTune", True, "nnU-Net U-Net fine-tuned from vox2vec",
+          own_unet=True),
 )}
 
 

@@ -70,8 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-d", dest="dataset", required=True, help="dataset id or DatasetXXX_Name")
     p.add_argument("-p", dest="plans", default="Vox2VecPlans", help="plans identifier")
     p.add_argument("-c", dest="configuration", default="3d_vox2vec", help="configuration")
-    p.add_argument("--setups", nargs="+", default=list(SETUPS),
-                   help=f"evaluation setups (default: all): {', '.join(SETUPS)}")
+    p.add_argument("--setups", nargs="+", default=[n for n, s in SETUPS.items() if not s.own_unet],
+                   help=f"evaluation setups (default: all but unet_*, which need -p/-c of nnU-Net plans): "
+                        f"{', '.join(SETUPS)}")
     p.add_argument("--trainer_variant", metavar="SUFFIX",
                    help="use the trainers' budget variants NAME_SUFFIX (e.g. Demo, DemoLong; default: the "
                         "paper's budget)")

@@ -23,42 +23,8 @@ import torch
 
 from vox2vec_nnunet.atomic import write_atomically
 from vox2vec_nnunet.errors import Vox2VecError, command
-from vox2vec_nnunet.network.fpn import FPN3d
-from vox2vec_nnunet.weights import BACKBONE_PREFIX, load_weights_file, network_weights
-
-
-def infer_fpn(state: dict[str, torch.Tensor], path: Path) -> FPN3d:
-    """An FPN with the settings the state dict was saved from (from its first conv and depth)."""
-    if "first_conv.weight" not in state:
-        raise Vox2VecError(f"{path}: not a vox2vec FPN state dict (no 'first_conv.weight'; first keys: "
-                           f"{sorted(state)[:5]})")
-    base_channels, in_channels = state["first_conv.weight"].shape[:2]
-    levels = 1 + len({k.split(".")[1] for k in state if k.startswith("left_blocks.")})
-    return FPN3d(in_channels=in_channels, base_channels=base_channels, num_levels=levels)
-
-
-def reference_kernels_to_nnunet_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """RAS (x, y, z) kernels -> LPS (z, y, x) kernels: reverse the spatial axes, mirror y and x."""
-    return {k: v.permute(0, 1, 4, 3, 2).flip(3, 4).contiguous() if v.ndim == 5 and max(v.shape[2:]) > 1 else v
-            for k, v in state.items()}
-
-
-def import_fpn_state(state: dict[str, torch.Tensor], path: Path) -> tuple[dict[str, torch.Tensor], FPN3d]:
-    """Check a released FPN state dict against our FPN and return it under ``backbone.``."""
-    if any(k.startswith(BACKBONE_PREFIX) for k in state):  # already ours (e.g. a pre-training checkpoint)
-        state = {k[len(BACKBONE_PREFIX):]: v for k, v in state.items() if k.startswith(BACKBONE_PREFIX)}
-    fpn = infer_fpn(state, path)
-    expected = fpn.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        raise Vox2VecError(
-            f"{path}: does not match the vox2vec FPN ({fpn.base_channels} base channels, {fpn.num_levels} levels): "
-            f"{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}, "
-            f"{len(wrong)} with other shapes {wrong[:3]}")
-    fpn.load_state_dict(state)  # also checks dtypes convert
-    return {BACKBONE_PREFIX + k: v.clone() for k, v in fpn.state_dict().items()}, fpn
+from vox2vec_nnunet.weights import (import_fpn_state, load_weights_file, network_weights,
+                                    reference_kernels_to_nnunet_layout)
 
 
 @command

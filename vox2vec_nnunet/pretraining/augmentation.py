@@ -9,7 +9,9 @@ applied in the reference order:
    s1 ~ U(0.5, 1.0), alpha ~ U(10, 30);
 2. with p=0.5 Gaussian noise, std ~ U(0, 30) HU;
 3. with p=0.8 a random window low ~ U(-1350, -1000), high ~ U(300, 1000) HU, else the
-   fixed window (-1350, 1000); then ``clip((HU - low) / (high - low), 0, 1)``.
+   fixed window (-1350, 1000); then ``clip((HU - low) / (high - low), 0, 1)``, mapped
+   linearly onto ``output_range`` (for nnU-Net's own U-Nets, onto what the plans'
+   CTNormalization gives: :meth:`IntensityAugmentation.for_ct_normalization`).
 
 Only these intensity augmentations: SPEC "No spatial augmentation besides the crop".
 The filters act on the two in-plane axes (y, x) only, as the reference filters the axial
@@ -30,8 +32,8 @@ and a CUDA generator give different numbers for one seed; each device is repeata
 Everything is torch and batched, on the patches' device (CPU or CUDA). Call it outside
 autocast regions: the filters and the window run in the patches' dtype (float32).
 """
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, replace
+from typing import Mapping, Sequence
 
 import torch
 
@@ -117,7 +119,7 @@ class IntensityAugmentation:
 
     A variant changes a field, e.g. ``IntensityAugmentation(window_p=0.0)`` always uses
     the fixed window. Calling it with HU patches ``(B, 1, z, y, x)`` and B seeds maps the
-    patches to [0, 1].
+    patches to [0, 1] (or ``output_range``).
     """
 
     filter_p: float = 0.5
@@ -132,11 +134,43 @@ class IntensityAugmentation:
     window_low_hu: tuple[float, float] = (-1350.0, -1000.0)
     window_high_hu: tuple[float, float] = (300.0, 1000.0)
     fixed_window_hu: tuple[float, float] = (-1350.0, 1000.0)
+    output_range: tuple[float, float] = (0.0, 1.0)
+    """What a window's ends map onto, linearly: [0, 1] for the FPN (paper Sect. 4.2); for an
+    nnU-Net plans, its CTNormalization values (:meth:`for_ct_normalization`)."""
+
+    def for_ct_normalization(self, properties: Mapping[str, float]) -> "IntensityAugmentation":
+        """This augmentation made to end where nnU-Net's ``CTNormalization`` of a plans ends.
+
+        ``CTNormalization`` clips HU to the plans' ``percentile_00_5`` and ``percentile_99_5``
+        (p, q) and computes ``(HU - mean) / std``. Here the fixed window becomes (p, q) and the
+        output range ``((p - mean) / std, (q - mean) / std)``, so a patch without a random
+        window gets exactly what the segmentation network will see; the random windows'
+        ranges are moved with the fixed window, scaled by the ratio of the widths (the paper's
+        low end varies over the first 350 of its 2,350 HU, the high end over the last 700),
+        so a random window still stretches a narrower HU range over the same output range.
+        Blur, sharpening and noise (in HU) are unchanged.
+        """
+        low, high = float(properties["percentile_00_5"]), float(properties["percentile_99_5"])
+        mean, std = float(properties["mean"]), max(float(properties["std"]), 1e-8)  # as CTNormalization
+        if not low < high:
+            raise ValueError(f"CTNormalization properties need percentile_00_5 < percentile_99_5, got {low}, {high}")
+        fixed_low, fixed_high = self.fixed_window_hu
+        scale = (high - low) / (fixed_high - fixed_low)
+
+        def moved(bounds: tuple[float, float]) -> tuple[float, float]:
+            return (low + (bounds[0] - fixed_low) * scale, low + (bounds[1] - fixed_low) * scale)
+
+        return replace(self, fixed_window_hu=(low, high), window_low_hu=moved(self.window_low_hu),
+                       window_high_hu=moved(self.window_high_hu),
+                       output_range=((low - mean) / std, (high - mean) / std))
 
     def __post_init__(self) -> None:
         for name in ("filter_p", "blur_given_filter_p", "noise_p", "window_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"IntensityAugmentation.{name} must be a probability, got {getattr(self, name)}")
+        if not self.output_range[0] < self.output_range[1]:
+            raise ValueError(f"IntensityAugmentation.output_range must be (low, high) with low < high, "
+                             f"got {self.output_range}")
         for name in ("blur_sigma", "sharpen_sigma1", "sharpen_alpha", "noise_std_hu",
                      "window_low_hu", "window_high_hu", "fixed_window_hu"):
             low, high = getattr(self, name)
@@ -199,10 +233,13 @@ class IntensityAugmentation:
 
         low = params.window_low_hu.view(-1, 1, 1, 1, 1).to(x.dtype)
         high = params.window_high_hu.view(-1, 1, 1, 1, 1).to(x.dtype)
-        return x.sub_(low).div_(high - low).clamp_(0.0, 1.0)
+        x = x.sub_(low).div_(high - low).clamp_(0.0, 1.0)
+        if self.output_range != (0.0, 1.0):
+            x = x.mul_(self.output_range[1] - self.output_range[0]).add_(self.output_range[0])
+        return x
 
     def __call__(self, patches: torch.Tensor, seeds: Sequence[int] | torch.Tensor) -> torch.Tensor:
-        """Augment HU patches ``(B, 1, z, y, x)`` (floating point, any device) into [0, 1].
+        """Augment HU patches ``(B, 1, z, y, x)`` (floating point, any device) into ``output_range`` ([0, 1] by default).
 
         ``seeds`` holds one seed per patch; patch b draws from a generator on the patches'
         device seeded with ``seeds[b]`` (:func:`patch_generators`).

@@ -2,10 +2,19 @@
 
 Images come from nnU-Net raw datasets (``imagesTr`` and ``imagesTs``; labels are neither
 needed nor used) and from plain folders of image files. Each image is preprocessed with
-nnU-Net's own ``DefaultPreprocessor`` under the ``3d_vox2vec_pretrain`` configuration
-(resampled to 1x1x2 mm, intensities kept in HU), cropped to the bounding box of voxels above
--500 HU (Sect. 4.1), and saved with nnU-Net's dataset class; the case's body mask (SPEC "Body
-mask") is stored as its segmentation, so nnU-Net's loaders deliver it beside the image.
+nnU-Net's own ``DefaultPreprocessor`` under a :class:`PreprocessingPlans` (intensities kept in
+HU), cropped to the bounding box of voxels above -500 HU (Sect. 4.1), and saved with nnU-Net's
+dataset class; the case's body mask (SPEC "Body mask") is stored as its segmentation, so
+nnU-Net's loaders deliver it beside the image. Two kinds of plans:
+
+* for the vox2vec FPN, the ``3d_vox2vec_pretrain`` configuration (1x1x2 mm, each scan's slice
+  axis first: :func:`fpn_preprocessing`);
+* for nnU-Net's own U-Net of a labeled dataset's plans configuration (e.g.
+  ``nnUNetResEncUNetMPlans`` ``3d_fullres``), that configuration's spacing, patch size,
+  transposition and network, with ``NoNormalization`` instead of its ``CTNormalization``, whose
+  numbers stay in the plans for the augmentation (:func:`target_preprocessing`). The
+  pre-training dataset gets these plans, so ``Vox2VecPretrainTrainer_UNet`` builds the same
+  network as ``nnUNetv2_train`` on the labeled dataset.
 
 Scans smaller than a patch after cropping are kept: pre-training pads their patches with air
 (:mod:`vox2vec_nnunet.pretraining.sampling`). Robust to bad input: a scan that cannot be read,
@@ -17,6 +26,7 @@ exactly when its ``.pkl`` exists, and a second run resumes by skipping finished 
 """
 from __future__ import annotations
 
+import copy
 import json
 import multiprocessing
 import os
@@ -24,20 +34,122 @@ import resource
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 from tqdm import tqdm
 
 from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet_plans.builder import (PRETRAINING_CONFIGURATION, ConfigurationSettings, build_plans,
-                                          slice_axis_first)
+                                          load_template, slice_axis_first)
+
+if TYPE_CHECKING:
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 REPORT_FILE = "vox2vec_preparation_report.json"
 DEFAULT_NUM_POSITIONS = 1000
 """m of the paper (sec. 3.1): positions per volume and iteration; a scan needs that many body voxels."""
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".gipl")
 TMP_PREFIX = ".partial_"
+TARGET_NORMALIZATION_KEY = "vox2vec_target_normalization_schemes"
+"""Configuration key of a pre-training plans made from a target plans: the target's normalisation
+(the pre-training data keeps HU; the augmentation ends where this normalisation would)."""
+
+
+@dataclass(frozen=True)
+class PreprocessingPlans:
+    """The plans pre-training cases are preprocessed with: one configuration that keeps HU.
+
+    ``settings`` is set for the vox2vec FPN plans, which put each scan's slice axis first
+    (:func:`slice_axis_first`); ``None`` for a target plans, whose ``transpose_forward`` holds
+    for every scan, as nnU-Net applies it to the labeled dataset.
+    """
+
+    plans: dict
+    configuration: str
+    settings: ConfigurationSettings | None = None
+
+    @property
+    def entry(self) -> dict:
+        return self.plans["configurations"][self.configuration]
+
+    @property
+    def patch_size(self) -> list[int]:
+        return [int(p) for p in self.entry["patch_size"]]
+
+    @property
+    def spacing(self) -> list[float]:
+        return [float(s) for s in self.entry["spacing"]]
+
+    @property
+    def data_identifier(self) -> str:
+        return self.entry["data_identifier"]
+
+    def for_case(self, reader_name: str, spacing) -> "PlansManager":
+        """nnU-Net's plans manager for one scan read by ``reader_name`` with ``spacing``."""
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+        plans = dict(self.plans, image_reader_writer=reader_name)
+        if self.settings is not None:
+            forward = slice_axis_first(spacing)
+            plans.update(transpose_forward=forward, transpose_backward=[int(i) for i in np.argsort(forward)])
+        return PlansManager(plans)
+
+    def dataset_plans(self, dataset_name: str, median_shape) -> dict:
+        """The plans file of the prepared dataset (cases stored as prepared)."""
+        if self.settings is not None:
+            return build_plans(dataset_name, self.plans["plans_name"], {self.configuration: self.settings},
+                               "SimpleITKIO", [0, 1, 2], 1, self.settings.spacing, median_shape)
+        plans = copy.deepcopy(self.plans)
+        plans["dataset_name"] = dataset_name
+        plans["configurations"][self.configuration]["median_image_size_in_voxels"] = [float(s) for s in median_shape]
+        return plans
+
+    def describe(self) -> dict:
+        """What the preparation report records about the plans."""
+        if self.settings is not None:
+            return asdict(self.settings)
+        return {"plans": self.plans["plans_name"], "configuration": self.configuration, "spacing": self.spacing,
+                "patch_size": self.patch_size, "target_normalization": self.entry[TARGET_NORMALIZATION_KEY]}
+
+
+def fpn_preprocessing(settings: ConfigurationSettings, plans_name: str) -> PreprocessingPlans:
+    """The vox2vec FPN's pre-training configuration ``3d_vox2vec_pretrain`` with ``settings``."""
+    plans = build_plans("pretraining", plans_name, {PRETRAINING_CONFIGURATION: settings}, "SimpleITKIO", [0, 1, 2],
+                        1, [1.0, 1.0, 1.0], [1, 1, 1])
+    return PreprocessingPlans(plans, PRETRAINING_CONFIGURATION, settings)
+
+
+def target_preprocessing(target_plans: dict, configuration: str, source: str) -> PreprocessingPlans:
+    """Pre-training plans for the network of ``configuration`` of an nnU-Net plans (``source`` names
+    the plans file in errors).
+
+    The configuration (inheritance resolved) keeps spacing, patch size, network and the plans'
+    transposition and intensity properties; its normalisation becomes ``NoNormalization`` (the
+    target's is recorded under :data:`TARGET_NORMALIZATION_KEY`) and the data are resampled as
+    the FPN's pre-training data (linear, float32, no crop mask: ``resampling_overrides``).
+    """
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    available = sorted(target_plans.get("configurations", {}))
+    if configuration not in available:
+        raise Vox2VecError(f"{source}: no configuration {configuration!r} (it has {available})")
+    entry = copy.deepcopy(PlansManager(copy.deepcopy(target_plans)).get_configuration(configuration).configuration)
+    schemes = entry["normalization_schemes"]
+    if schemes != ["CTNormalization"]:
+        raise Vox2VecError(f"{source}: configuration {configuration!r} normalises its channels with {schemes}; vox2vec "
+                           f"pre-trains on single-channel CT (CTNormalization), whose HU the augmentation windows")
+    if "architecture" not in entry or "network_class_name" not in entry["architecture"]:
+        raise Vox2VecError(f"{source}: configuration {configuration!r} names no network architecture")
+    entry.pop("inherits_from", None)
+    resampling = {k: v for k, v in load_template()["resampling_overrides"][PRETRAINING_CONFIGURATION].items()
+                  if k != "description"}
+    entry.update(normalization_schemes=["NoNormalization"], use_mask_for_norm=[False],
+                 data_identifier=f"{target_plans['plans_name']}_{configuration}", **resampling)
+    entry[TARGET_NORMALIZATION_KEY] = schemes
+    plans = copy.deepcopy(target_plans)
+    plans["configurations"] = {configuration: entry}
+    return PreprocessingPlans(plans, configuration)
 
 
 @dataclass(frozen=True)
@@ -116,7 +228,7 @@ def reader_for(image_file: str):
                                                         verbose=False)
 
 
-def prepare_case(task: CaseTask, output_folder: str, settings: ConfigurationSettings,
+def prepare_case(task: CaseTask, output_folder: str, preprocessing: PreprocessingPlans,
                  num_positions: int = DEFAULT_NUM_POSITIONS) -> CaseResult:
     """Read, preprocess with nnU-Net, crop, mask and save one case; never raises for bad data.
 
@@ -125,7 +237,6 @@ def prepare_case(task: CaseTask, output_folder: str, settings: ConfigurationSett
     """
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from vox2vec_nnunet.pretraining.body_mask import body_bounding_box, body_mask
 
@@ -139,14 +250,12 @@ def prepare_case(task: CaseTask, output_folder: str, settings: ConfigurationSett
         return skipped(f"cannot be read: {type(e).__name__}: {e}")
     if not np.isfinite(image).all():
         return skipped("holds NaN or infinite values")
-    transpose = slice_axis_first(properties["spacing"])
-    plans = PlansManager(build_plans("pretraining", "pretraining", {PRETRAINING_CONFIGURATION: settings},
-                                     reader.__name__, transpose, 1, [1.0, 1.0, 1.0], [1, 1, 1]))
+    plans = preprocessing.for_case(reader.__name__, properties["spacing"])
     handed_over = [image]  # nnU-Net copies the image first; holding no reference here frees the
     del image              # original at once instead of through the resampling (0.8 GiB at 512x512x800)
     try:
         data, _, properties = DefaultPreprocessor(verbose=False).run_case_npy(
-            handed_over.pop(), None, properties, plans, plans.get_configuration(PRETRAINING_CONFIGURATION),
+            handed_over.pop(), None, properties, plans, plans.get_configuration(preprocessing.configuration),
             {"labels": {"background": 0}, "channel_names": {"0": "CT"}})
     except Exception as e:
         return skipped(f"nnU-Net preprocessing failed: {type(e).__name__}: {e}")
@@ -160,11 +269,11 @@ def prepare_case(task: CaseTask, output_folder: str, settings: ConfigurationSett
     body_voxels = int(np.count_nonzero(body))
     if body_voxels < num_positions:
         return skipped(f"its body has {body_voxels} voxels (after cropping to {hu.shape} voxels at "
-                       f"{tuple(settings.spacing)} mm), fewer than the m = {num_positions} distinct positions a "
+                       f"{tuple(preprocessing.spacing)} mm), fewer than the m = {num_positions} distinct positions a "
                        f"pre-training pair samples (--num_positions)")
     properties.update(vox2vec_source=task.image_file, vox2vec_crop=[[s.start, s.stop] for s in box],
                       vox2vec_body_voxels=body_voxels)
-    blocks, chunks = comp_blosc2_params((1, *hu.shape), settings.patch_size, bytes_per_pixel=4)
+    blocks, chunks = comp_blosc2_params((1, *hu.shape), preprocessing.patch_size, bytes_per_pixel=4)
     output = Path(output_folder)
     partial = output / f"{TMP_PREFIX}{task.identifier}"
     if partial.exists():
@@ -201,14 +310,15 @@ def unique_tasks(tasks: Iterable[CaseTask]) -> list[CaseTask]:
     return result
 
 
-def prepare_pretraining_dataset(tasks: list[CaseTask], preprocessed_folder: Path, plans_name: str,
-                                settings: ConfigurationSettings, num_processes: int = 1,
+def prepare_pretraining_dataset(tasks: list[CaseTask], preprocessed_folder: Path, preprocessing: PreprocessingPlans,
+                                num_processes: int = 1,
                                 num_positions: int = DEFAULT_NUM_POSITIONS) -> list[CaseResult]:
-    """Prepare every task into ``preprocessed_folder/{plans_name}_3d_vox2vec_pretrain``; resumable.
+    """Prepare every task into ``preprocessed_folder/<data identifier>`` (e.g.
+    ``Vox2VecPlans_3d_vox2vec_pretrain``); resumable.
 
     Cases whose body has fewer than ``num_positions`` voxels are skipped.
     """
-    data_folder = preprocessed_folder / f"{plans_name}_{PRETRAINING_CONFIGURATION}"
+    data_folder = preprocessed_folder / preprocessing.data_identifier
     data_folder.mkdir(parents=True, exist_ok=True)
     for leftover in data_folder.glob(f"{TMP_PREFIX}*"):
         shutil.rmtree(leftover)
@@ -221,7 +331,7 @@ def prepare_pretraining_dataset(tasks: list[CaseTask], preprocessed_folder: Path
     results = [CaseResult(t.identifier, t.image_file, "already done") for t in tasks if t.identifier in finished]
     if finished:
         print(f"Resuming: {len(results)} of {len(tasks)} cases are already prepared")
-    args = [(t, str(data_folder), settings, num_positions) for t in todo]
+    args = [(t, str(data_folder), preprocessing, num_positions) for t in todo]
     progress = dict(total=len(todo), desc="Preparing pre-training cases", unit="case")
     if num_processes <= 1:
         results += [_prepare_case_measured(a) for a in tqdm(args, **progress)]
@@ -231,13 +341,12 @@ def prepare_pretraining_dataset(tasks: list[CaseTask], preprocessed_folder: Path
     return results
 
 
-def write_dataset_files(raw_folder: Path, preprocessed_folder: Path, plans_name: str,
-                        settings: ConfigurationSettings, results: list[CaseResult],
-                        num_positions: int = DEFAULT_NUM_POSITIONS) -> None:
+def write_dataset_files(raw_folder: Path, preprocessed_folder: Path, preprocessing: PreprocessingPlans,
+                        results: list[CaseResult], num_positions: int = DEFAULT_NUM_POSITIONS) -> None:
     """The raw ``dataset.json``, and the plans, ``dataset.json`` and fingerprint nnUNetv2_train reads."""
     from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
 
-    data_folder = preprocessed_folder / f"{plans_name}_{PRETRAINING_CONFIGURATION}"
+    data_folder = preprocessed_folder / preprocessing.data_identifier
     identifiers = sorted(nnUNetDatasetBlosc2.get_identifiers(str(data_folder)))
     if not identifiers:
         raise Vox2VecError(f"no usable case was prepared into {data_folder}; see the skipped cases above")
@@ -253,15 +362,15 @@ def write_dataset_files(raw_folder: Path, preprocessed_folder: Path, plans_name:
     raw_folder.mkdir(parents=True, exist_ok=True)
     (raw_folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
     (preprocessed_folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
-    plans = build_plans(raw_folder.name, plans_name, {PRETRAINING_CONFIGURATION: settings}, "SimpleITKIO",
-                        [0, 1, 2], 1, settings.spacing, median_shape)
-    (preprocessed_folder / f"{plans_name}.json").write_text(json.dumps(plans, indent=2))
-    fingerprint = {"spacings": [list(settings.spacing)] * len(identifiers),
+    plans = preprocessing.dataset_plans(raw_folder.name, median_shape)
+    (preprocessed_folder / f"{plans['plans_name']}.json").write_text(json.dumps(plans, indent=2))
+    fingerprint = {"spacings": [preprocessing.spacing] * len(identifiers),
                    "shapes_after_crop": shapes.tolist(),
                    "foreground_intensity_properties_per_channel": plans["foreground_intensity_properties_per_channel"],
                    "median_relative_size_after_cropping": 1.0}
     (preprocessed_folder / "dataset_fingerprint.json").write_text(json.dumps(fingerprint, indent=2))
-    report = {"settings": asdict(settings), "num_positions": num_positions, "cases": [asdict(r) for r in results]}
+    report = {"settings": preprocessing.describe(), "num_positions": num_positions,
+              "cases": [asdict(r) for r in results]}
     (preprocessed_folder / REPORT_FILE).write_text(json.dumps(report, indent=2))
 
 

@@ -1,0 +1,73 @@
+"""vox2vec for nnU-Net's own U-Nets through the real commands, on the CPU: nnU-Net plans a small
+residual-encoder U-Net for phantoms, the unlabeled scans are prepared for it, pre-trained,
+fine-tuned with ``nnUNetv2_train -pretrained_weights`` and ``nnUNetv2_predict`` segments."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from nnunet_cli import nnunet_env, run
+from vox2vec_nnunet.phantoms import PhantomConfig, write_nnunet_raw_dataset
+
+pytestmark = pytest.mark.slow
+
+DATASET, PRETRAIN = 502, 902
+PLANS, CONFIGURATION = "nnUNetResEncUNetTinyPlans", "3d_fullres"
+
+
+def test_pretrain_the_resenc_unet_finetune_it_and_predict(tmp_path):
+    env = nnunet_env(tmp_path)
+    raw = write_nnunet_raw_dataset(Path(env["nnUNet_raw"]), DATASET, "Phantoms", num_labeled=6, num_unlabeled=3,
+                                   seed=0, config=PhantomConfig(spacing=(10.0, 8.0, 8.0)), progress=False)
+    pre, results = Path(env["nnUNet_preprocessed"]), Path(env["nnUNet_results"])
+    # nnU-Net's ResEnc M planner, made small for the CPU: a 0.02 GB GPU memory target and a coarse spacing
+    run(["nnUNetv2_plan_and_preprocess", "-d", DATASET, "-pl", "nnUNetPlannerResEncM", "-gpu_memory_target", "0.02",
+         "-overwrite_target_spacing", "10", "8", "8", "-overwrite_plans_name", PLANS, "-c", CONFIGURATION,
+         "-np", "1", "-npfp", "1"], env)
+    labeled_plans = json.loads((pre / "Dataset502_Phantoms" / f"{PLANS}.json").read_text())
+    architecture = labeled_plans["configurations"][CONFIGURATION]["architecture"]
+    assert architecture["network_class_name"].endswith("ResidualEncoderUNet")
+    assert architecture["arch_kwargs"]["features_per_stage"] == [32, 64, 128]  # tiny: 3 stages
+
+    out = run(["vox2vec_nnunet_prepare_pretraining", "-d", DATASET, "-o", PRETRAIN, "--plans", PLANS,
+               "--configuration", CONFIGURATION, "--plans_dataset", DATASET, "--num_positions", "64", "-np", "1"],
+              env).stdout
+    assert "9 prepared" in out and f"-tr Vox2VecPretrainTrainer_UNet" in out
+    pretraining_plans = json.loads((pre / "Dataset902_Vox2VecPretraining" / f"{PLANS}.json").read_text())
+    entry = pretraining_plans["configurations"][CONFIGURATION]
+    assert entry["architecture"] == architecture and entry["normalization_schemes"] == ["NoNormalization"]
+    assert entry["patch_size"] == labeled_plans["configurations"][CONFIGURATION]["patch_size"]
+    assert pretraining_plans["foreground_intensity_properties_per_channel"] == \
+        labeled_plans["foreground_intensity_properties_per_channel"]
+
+    run(["nnUNetv2_train", PRETRAIN, CONFIGURATION, "all", "-p", PLANS, "-tr", "Vox2VecPretrainTrainer_UNet_Test",
+         "-device", "cpu"], env)
+    folder = results / "Dataset902_Vox2VecPretraining" / f"Vox2VecPretrainTrainer_UNet_Test__{PLANS}__{CONFIGURATION}"
+    checkpoint = folder / "fold_all" / "checkpoint_final.pth"
+    pretrained = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert all(np.isfinite(pretrained["logging"]["train_losses"]))
+    weights = pretrained["network_weights"]
+    assert any(k.startswith("projector.") for k in weights) and any(k.startswith("decoder.stages.") for k in weights)
+
+    trainer = "nnUNetTrainer_Vox2VecFineTune_Test"  # one epoch: the decoder warm-up, encoder frozen
+    run(["nnUNetv2_train", DATASET, CONFIGURATION, "0", "-p", PLANS, "-tr", trainer, "-device", "cpu",
+         "-pretrained_weights", checkpoint], env)
+    fold = results / "Dataset502_Phantoms" / f"{trainer}__{PLANS}__{CONFIGURATION}" / "fold_0"
+    tuned = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
+    encoder = [k for k in tuned if k.startswith(("encoder.", "decoder.encoder."))]
+    assert encoder and all(torch.equal(tuned[k], weights[k]) for k in encoder)  # loaded, and truly frozen
+    decoder = [k for k in tuned if k.startswith("decoder.stages.") and k.endswith(".weight")]
+    assert decoder and any(not torch.equal(tuned[k], weights[k]) for k in decoder)  # loaded, then trained
+    assert 0.0 <= json.loads((fold / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"] <= 1.0
+
+    predictions = tmp_path / "predictions"
+    run(["nnUNetv2_predict", "-i", raw / "imagesTs", "-o", predictions, "-d", DATASET, "-c", CONFIGURATION, "-p",
+         PLANS, "-tr", trainer, "-f", "0", "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"], env)
+    for image_file in sorted((raw / "imagesTs").glob("*.nii.gz")):
+        prediction = sitk.ReadImage(str(predictions / image_file.name.replace("_0000.nii.gz", ".nii.gz")))
+        assert prediction.GetSize() == sitk.ReadImage(str(image_file)).GetSize()

@@ -1,0 +1,62 @@
+"""nnUNetTrainer_Vox2VecFineTune: the warm-up schedule and the frozen encoder, in process."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unet_plans import unet_plans
+from vox2vec_nnunet.training.unet_finetuning import finetune_lr, nnUNetTrainer_Vox2VecFineTune, warmup_epochs
+
+DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1, "spleen": 2},
+                "numTraining": 4, "file_ending": ".nii.gz"}
+
+
+@pytest.fixture
+def trainer(tmp_path, monkeypatch):
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / name))
+    plans = dict(unet_plans("Dataset501_X"), continue_training=False)
+    trainer = nnUNetTrainer_Vox2VecFineTune(plans, "3d_fullres", 0, DATASET_JSON, torch.device("cpu"))
+    trainer.num_epochs = 40
+    trainer.network = trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager, 1, 3,
+                                                         enable_deep_supervision=False)
+    trainer.optimizer, trainer.lr_scheduler = trainer.configure_optimizers()
+    return trainer
+
+
+def test_schedule_warms_up_twice_then_follows_nnunets_poly():
+    assert [warmup_epochs(n) for n in (1, 10, 40, 1000)] == [1, 1, 2, 50]
+    lr = [finetune_lr(e, 1000, 1e-2) for e in range(1000)]
+    assert lr[0] == pytest.approx(1e-2 / 50) and lr[49] == pytest.approx(1e-2)     # decoder warm-up
+    assert lr[50] == pytest.approx(1e-2 / 50) and lr[99] == pytest.approx(1e-2)    # whole-network warm-up
+    assert lr[100] == pytest.approx(1e-2) and lr[550] == pytest.approx(1e-2 * 0.5 ** 0.9)
+    assert all(a >= b for a, b in zip(lr[100:], lr[101:])) and 0 < lr[-1] < 1e-4
+
+
+def test_encoder_is_truly_frozen_in_the_first_stage_and_trains_after(trainer):
+    network = trainer.network
+    x, steps = torch.randn(2, 1, 12, 20, 24), 3
+
+    def train_epoch(epoch: int) -> None:
+        trainer.current_epoch = epoch
+        trainer.on_train_epoch_start()
+        for _ in range(steps):
+            trainer.optimizer.zero_grad(set_to_none=True)
+            network(x).square().mean().backward()
+            trainer.optimizer.step()
+
+    encoder_before = {k: v.clone() for k, v in network.encoder.state_dict().items()}
+    decoder_before = {k: v.clone() for k, v in network.decoder.state_dict().items() if not k.startswith("encoder.")}
+    train_epoch(0)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(trainer.initial_lr / 2)
+    assert all(p.grad is None for p in network.encoder.parameters())
+    assert all(torch.equal(encoder_before[k], v) for k, v in network.encoder.state_dict().items())
+    assert all(trainer.optimizer.state[p] == {} for p in network.encoder.parameters())  # no momentum either
+    changed = [k for k, v in network.decoder.state_dict().items() if k in decoder_before
+               and not torch.equal(decoder_before[k], v)]
+    assert any(k.startswith("seg_layers.") for k in changed) and any(k.startswith("stages.") for k in changed)
+    train_epoch(2)  # the whole-network warm-up
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(trainer.initial_lr / 2)
+    assert all(p.requires_grad for p in network.parameters())
+    assert any(not torch.equal(encoder_before[k], v) for k, v in network.encoder.state_dict().items())
