@@ -24,7 +24,8 @@ def budget_variant(trainer: type[Vox2VecTrainer], budget: Budget) -> type[Vox2Ve
 
 
 def _generate() -> dict[str, type[Vox2VecTrainer]]:
-    trainers = dict.fromkeys(s.trainer for s in SETUPS.values())
+    # nnU-Net's own U-Nets train with nnUNetTrainer's SGD; their budgets are in unet_finetuning.
+    trainers = dict.fromkeys(s.trainer for s in SETUPS.values() if not s.own_unet)
     variants = [budget_variant(getattr(segmentation, t), b) for t in trainers for b in VARIANT_BUDGETS.values()]
     return {v.__name__: v for v in variants}
 
