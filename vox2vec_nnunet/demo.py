@@ -160,7 +160,7 @@ class Demo:
         print((output / "dice_table.md").read_text())
         print(f"Settings: phantoms {self.s.labeled} labeled / {self.s.unlabeled} unlabeled at "
               f"{'x'.join(self.s.spacing)} mm, patch {'x'.join(self.s.patch_size)}, FPN {self.s.base_channels} base "
-              f"channels x {self.s.num_levels} levels; trainers *_{self.s.trainer_variant} (budgets in "
+              f"channels x {self.s.num_levels} levels; trainers *_{self.s.trainer_variant} (probe budget in "
               f"vox2vec_nnunet/training/budgets.py); random baseline = the same FPN frozen at random "
               f"initialisation, BatchNorm statistics re-estimated on 20 training batches; device {self.s.device}.")
         print(f"Table: {output / 'dice_table.md'} and .csv\nFigure: {output / 'dice_vs_parameters.png'}\n"
