@@ -6,6 +6,7 @@ import torch
 
 from vox2vec_nnunet.training.common import NoTestTimeMirroring
 from vox2vec_nnunet.training.pretraining import Vox2VecPretrainTrainer
+from vox2vec_nnunet.training.pretraining_variants import seeded_lookup
 from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer_FineTune,
                                                   Vox2VecTrainer_LinearProbe, Vox2VecTrainer_LinearProbe_RandomInit,
                                                   Vox2VecTrainer_LinearProbe_RandomInitBN)
@@ -56,3 +57,6 @@ class Vox2VecPretrainTrainer_Test(_Short, Vox2VecPretrainTrainer):
         self.num_iterations_per_epoch = 4
         self.num_val_iterations_per_epoch = 0
         self.save_every = 1
+
+
+__getattr__ = seeded_lookup(__name__, Vox2VecPretrainTrainer_Test)  # Vox2VecPretrainTrainer_Test_Seed{S}
