@@ -6,6 +6,7 @@ import torch
 
 from vox2vec_nnunet.training.common import NoTestTimeMirroring
 from vox2vec_nnunet.training.pretraining import Vox2VecPretrainTrainer
+from vox2vec_nnunet.training.pretraining_variants import seeded_lookup
 from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer_FineTune,
                                                   Vox2VecTrainer_LinearProbe, Vox2VecTrainer_LinearProbe_RandomInit,
                                                   Vox2VecTrainer_LinearProbe_RandomInitBN)
@@ -78,3 +79,6 @@ class nnUNetTrainer_Vox2VecFineTune_Test(_Short, nnUNetTrainer_Vox2VecFineTune):
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = 1
+
+
+__getattr__ = seeded_lookup(__name__, Vox2VecPretrainTrainer_Test)  # Vox2VecPretrainTrainer_Test_Seed{S}

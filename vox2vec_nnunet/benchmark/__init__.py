@@ -12,5 +12,8 @@ the number of trainable parameters (Fig. 2). Every number here comes from nnU-Ne
 * :mod:`.runner` — trains what is missing, resuming unfinished folds;
 * :mod:`.collect` — reads the folds back (Dice per label, the trainers' run records);
 * :mod:`.table` — mean ± std over folds, as Markdown and CSV;
-* :mod:`.figures` — Dice against trainable parameters (Fig. 2) and against labeled cases.
+* :mod:`.pretraining_curve` — the checkpoints of pre-training runs, a results root for each,
+  Dice against pre-training iterations and its spread over seeds;
+* :mod:`.figures` — Dice against trainable parameters (Fig. 2), against labeled cases and
+  against pre-training iterations.
 """

@@ -79,8 +79,8 @@ def plot_dice_vs_parameters(rows: Sequence[Row], path: Path, subtitle: str = "")
 def plot_dice_vs_labeled(rows: Sequence[tuple[int, Row]], path: Path, subtitle: str = "",
                          all_labeled: Sequence[Row] = (), all_cases: Sequence[int] = ()) -> Figure:
     """Mean Dice over labels (%) against the number of labeled training cases, one line per
-    setup (the figure is returned as drawn), ending in the setup's result with all labels (``all_labeled``, the regular folds,
-    whose folds train on ``all_cases`` cases each). The x axis is logarithmic with base 2
+    setup, ending in the setup's result with all labels (``all_labeled``: the regular folds,
+    which train on ``all_cases`` cases each); returns the figure as drawn. The x axis is logarithmic with base 2
     (budgets are typically doubled: 1, 2, 4, ...), with a tick at every budget that was run and
     one marked "all" at the largest number of training cases of a regular fold."""
     fig = Figure(figsize=(7, 5))

@@ -27,7 +27,7 @@ Example::
     vox2vec_nnunet_benchmark -d 17 --folds 5 --run -device cuda \\
         --pretrained_weights vox2vec_fpn.pth --setups scratch linear_probe nonlinear_probe
     vox2vec_nnunet_benchmark -d 17 --folds 5 --run --setups linear_probe linear_probe_random_bn \\
-        --pretraining_curve $nnUNet_results/Dataset900_Vox2VecPretraining/Vox2VecPretrainTrainer__Vox2VecPlans__3d_vox2vec_pretrain/fold_all
+        --pretraining_curve .../Vox2VecPretrainTrainer__Vox2VecPlans__3d_vox2vec_pretrain/fold_all
 """
 from __future__ import annotations
 

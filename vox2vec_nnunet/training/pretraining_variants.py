@@ -7,14 +7,15 @@ long and with how many volumes and positions the pre-training runs (SPEC section
 Seeded runs: ``NAME_Seed{S}`` is ``NAME`` with ``seed = S`` (0 <= S < 2**63), for
 ``Vox2VecPretrainTrainer``, ``Vox2VecPretrainTrainer_Demo`` and ``Vox2VecPretrainTrainer_DemoLong``,
 e.g. ``-tr Vox2VecPretrainTrainer_Demo_Seed0``. The classes are made when first looked up (a
-module ``__getattr__``, PEP 562), which is how nnU-Net's trainer search asks for them
-(``hasattr(module, NAME)``), so any seed a training log printed repeats that run; each seeded
-variant has its own results folder. The same seed gives the same batches, augmentation and
+module ``__getattr__``, PEP 562, see :func:`seeded_lookup`), which is how nnU-Net's trainer
+search asks for them (``hasattr(module, NAME)``), so any seed a training log printed repeats
+that run; each seeded variant has its own results folder. The same seed gives the same batches, augmentation and
 initial weights (see :mod:`vox2vec_nnunet.training.pretraining`).
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import torch
 
@@ -46,12 +47,7 @@ class Vox2VecPretrainTrainer_DemoLong(Vox2VecPretrainTrainer_Demo):
         self.num_epochs = 40
 
 
-SEEDABLE: dict[str, type[Vox2VecPretrainTrainer]] = {
-    cls.__name__: cls for cls in (Vox2VecPretrainTrainer, Vox2VecPretrainTrainer_Demo, Vox2VecPretrainTrainer_DemoLong)}
-"""The pre-training trainers that have ``_Seed{S}`` variants."""
-
 _SEEDED_NAME = re.compile(r"(?P<base>\w+)_Seed(?P<seed>0|[1-9][0-9]*)")
-_seeded: dict[str, type[Vox2VecPretrainTrainer]] = {}
 
 
 def seeded_name(base: str, seed: int) -> str:
@@ -65,24 +61,27 @@ def unseeded_name(name: str) -> str:
     return name if match is None else match["base"]
 
 
-def seeded_variant(name: str) -> type[Vox2VecPretrainTrainer] | None:
-    """The class ``NAME_Seed{S}`` (made once, then the same object), or None for another name or
-    a seed out of range."""
-    if name in _seeded:
-        return _seeded[name]
-    match = _SEEDED_NAME.fullmatch(name)
-    if match is None or match["base"] not in SEEDABLE or int(match["seed"]) >= 2 ** 63:
-        return None
-    base = SEEDABLE[match["base"]]
-    cls = type(name, (base,), {"seed": int(match["seed"]), "__module__": __name__,
-                               "__doc__": f"{base.__name__} with seed = {match['seed']}."})
-    _seeded[name] = cls
-    return cls
+def seeded_lookup(module: str, *bases: type[Vox2VecPretrainTrainer]) -> Callable[[str], type]:
+    """A module ``__getattr__`` (PEP 562) that makes ``NAME_Seed{S}``, ``NAME`` with
+    ``seed = S`` (0 <= S < 2**63), for each of ``bases``: ``__getattr__ = seeded_lookup(__name__,
+    MyPretrainTrainer)`` in a module of an ``nnUNet_extTrainer`` folder gives any subclass seeded
+    variants. Each class is made once and belongs to ``module``, so pickle finds it there."""
+    by_name = {cls.__name__: cls for cls in bases}
+    made: dict[str, type[Vox2VecPretrainTrainer]] = {}
+
+    def __getattr__(name: str) -> type[Vox2VecPretrainTrainer]:
+        match = _SEEDED_NAME.fullmatch(name)
+        if match is None or match["base"] not in by_name or int(match["seed"]) >= 2 ** 63:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        if name not in made:
+            base = by_name[match["base"]]
+            made[name] = type(name, (base,), {
+                "seed": int(match["seed"]), "__module__": module, "__qualname__": name,
+                "__doc__": f"{base.__name__} with seed = {match['seed']}."})
+        return made[name]
+
+    return __getattr__
 
 
-def __getattr__(name: str) -> type[Vox2VecPretrainTrainer]:
-    """``NAME_Seed{S}`` on first access (PEP 562); pickle finds the classes here too."""
-    cls = seeded_variant(name)
-    if cls is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return cls
+__getattr__ = seeded_lookup(__name__, Vox2VecPretrainTrainer, Vox2VecPretrainTrainer_Demo,
+                            Vox2VecPretrainTrainer_DemoLong)
