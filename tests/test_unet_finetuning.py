@@ -60,3 +60,19 @@ def test_encoder_is_truly_frozen_in_the_first_stage_and_trains_after(trainer):
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(trainer.initial_lr / 2)
     assert all(p.requires_grad for p in network.parameters())
     assert any(not torch.equal(encoder_before[k], v) for k, v in network.encoder.state_dict().items())
+
+
+def test_a_vox2vec_checkpoint_loads_every_non_head_tensor_with_nnunets_loader(trainer, tmp_path):
+    from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+
+    from vox2vec_nnunet.network.unet import Vox2VecUNet
+
+    torch.manual_seed(5)
+    pretraining = Vox2VecUNet(trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager,
+                                                                 1, 2, enable_deep_supervision=False))
+    checkpoint = tmp_path / "vox2vec.pth"
+    torch.save({"network_weights": pretraining.state_dict()}, checkpoint)
+    load_pretrained_weights(trainer.network, str(checkpoint))
+    pretrained, loaded = pretraining.state_dict(), trainer.network.state_dict()
+    non_head = [k for k in loaded if ".seg_layers." not in k]
+    assert len(non_head) > 100 and all(torch.equal(loaded[k], pretrained[k]) for k in non_head)

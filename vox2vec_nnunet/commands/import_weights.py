@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from vox2vec_nnunet.atomic import write_atomically
-from vox2vec_nnunet.errors import Vox2VecError, command
+from vox2vec_nnunet.errors import command
 from vox2vec_nnunet.weights import (import_fpn_state, load_weights_file, network_weights,
                                     reference_kernels_to_nnunet_layout)
 
