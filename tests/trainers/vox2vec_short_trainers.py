@@ -65,7 +65,7 @@ class Vox2VecPretrainTrainer_Float64Test(_Short, Vox2VecPretrainTrainer):
     """The pre-training in float64 (network, batches, loss), for comparing a run of several
     processes with one process: in float32 a few Adam steps amplify rounding differences of
     the reduction order to percents of the weights. Three epochs of two iterations, 4 volumes x
-    32 positions, seed 0, a checkpoint every epoch. With ``VOX2VEC_TEST_KILL_AFTER_EPOCH=E`` in
+    32 positions, seed 0, a checkpoint every epoch, one thread. With ``VOX2VEC_TEST_KILL_AFTER_EPOCH=E`` in
     the environment every process SIGKILLs itself after epoch E's checkpoint, like a crash."""
 
     num_volumes = 4
@@ -74,6 +74,7 @@ class Vox2VecPretrainTrainer_Float64Test(_Short, Vox2VecPretrainTrainer):
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        torch.set_num_threads(1)  # two processes on two cores: more threads spin against each other
         self.num_epochs = 3
         self.num_iterations_per_epoch = 2
         self.num_val_iterations_per_epoch = 0

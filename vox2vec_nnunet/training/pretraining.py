@@ -57,6 +57,7 @@ CPU so that ``-pretrained_weights`` loads them on any machine.
 from __future__ import annotations
 
 import secrets
+import warnings
 from pathlib import Path
 from time import time
 
@@ -172,16 +173,20 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, resolve_device(device))
-        # Under torchrun the process group is started here, after nnU-Net's constructor, which
-        # would take the global rank for the GPU index (right on one machine only).
+        requested = resolve_device(device)
+        # Under torchrun the trainer joins the process group before nnU-Net's constructor, so
+        # that nnU-Net's rank-0-only logging and writing hold from the start.
         self._owns_process_group = launched_by_torchrun() and not distributed_active()
-        if self._owns_process_group:
-            self.device = init_process_group_from_torchrun(self.device)
-            self.is_ddp, self.local_rank = True, dist.get_rank()  # nnU-Net's local_rank: the writer is rank 0
-            print(f"vox2vec: rank {self.local_rank} of {dist.get_world_size()} (torchrun), device {self.device}")
-        elif self.is_ddp:  # nnUNetv2_train -num_gpus: nnU-Net started the group, one machine
-            self.device = process_device(resolve_device(device), dist.get_rank())
+        process = init_process_group_from_torchrun(requested) if self._owns_process_group else None
+        with warnings.catch_warnings():  # nnU-Net makes a CUDA GradScaler for any process group
+            warnings.filterwarnings("ignore", message=".*GradScaler is enabled, but CUDA is not available")
+            super().__init__(plans, configuration, fold, dataset_json, requested)
+        if self.is_ddp:  # nnU-Net took GPU number "rank": right on one machine only (-num_gpus)
+            self.device = process or process_device(requested, dist.get_rank())
+            if self.device.type != "cuda":
+                self.grad_scaler = None
+            print(f"vox2vec: rank {self.local_rank} of {dist.get_world_size()}"
+                  f"{' (torchrun)' if self._owns_process_group else ''}, device {self.device}")
         self.initial_lr = 3e-4
         self.weight_decay = 0.0
         self.num_epochs = 400
