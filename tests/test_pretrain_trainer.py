@@ -256,3 +256,17 @@ def test_torchrun_variables_missing(monkeypatch):
     assert launched_by_torchrun()
     with pytest.raises(Vox2VecError, match="RANK, MASTER_ADDR, MASTER_PORT are not"):
         init_process_group_from_torchrun(torch.device("cpu"))
+
+
+def test_a_torchrun_gpu_process_joins_with_nccl_on_its_machines_gpu(monkeypatch):
+    """The CUDA branch of joining torchrun's group, on the CPU: the GPU is chosen by LOCAL_RANK
+    (not the global rank) and the group uses nccl (set_device and the group are recorded)."""
+    for name, value in {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "node0",
+                        "MASTER_PORT": "29400"}.items():
+        monkeypatch.setenv(name, value)
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", device)))
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kwargs: calls.append((backend, kwargs)))
+    assert init_process_group_from_torchrun(torch.device("cuda")) == torch.device("cuda", 1)
+    assert calls == [("set_device", torch.device("cuda", 1)),
+                     ("nccl", {"init_method": "env://", "rank": 5, "world_size": 8})]
