@@ -97,11 +97,15 @@ def test_two_nodes_killed_and_resumed_train_the_single_process_model(env, tmp_pa
     assert losses[0] == latest["logging"]["train_losses"][0]  # the first epoch is the crashed run's
     weights = final["network_weights"]
     assert set(weights) == set(expected["network_weights"])
+    differences = {}
     for key, value in expected["network_weights"].items():
         if value.is_floating_point():
-            scale = max(value.abs().max().item(), 1e-3)
-            assert (weights[key] - value).abs().max().item() / scale < 1e-8, key
+            differences[key] = (weights[key] - value).abs().max().item() / max(value.abs().max().item(), 1e-3)
         else:
             assert torch.equal(weights[key], value), key
+    print(f"two torchrun nodes (killed, resumed) against one process, float64: largest weight difference "
+          f"{max(differences.values()):.1e} of the tensor's largest weight, largest loss difference "
+          f"{max(abs(a - b) for a, b in zip(losses, expected_losses)):.1e}")
+    assert max(differences.values()) < 1e-8, max(differences, key=differences.get)
     logs = sorted(fold(env).glob("training_log_*.txt"))
     assert "vox2vec pre-training seed: 0 (from the checkpoint)" in logs[-1].read_text()
