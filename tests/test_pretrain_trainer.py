@@ -270,3 +270,19 @@ def test_a_torchrun_gpu_process_joins_with_nccl_on_its_machines_gpu(monkeypatch)
     assert init_process_group_from_torchrun(torch.device("cuda")) == torch.device("cuda", 1)
     assert calls == [("set_device", torch.device("cuda", 1)),
                      ("nccl", {"init_method": "env://", "rank": 5, "world_size": 8})]
+
+
+def test_ranks_resuming_from_different_points_are_stopped(make_trainer, monkeypatch):
+    """With --c, a machine that does not see the checkpoint would start afresh while the others
+    resume: every rank stops with the same message instead."""
+    trainer = make_trainer(_Small)
+    trainer._resumed_from = {"epoch": 2, "seed": 3}
+    monkeypatch.setattr(pretraining.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(pretraining.dist, "all_gather_object",
+                        lambda records, record: records.__setitem__(slice(None), [record, None]))
+    with pytest.raises(Vox2VecError, match=r"rank 0: \{'epoch': 2, 'seed': 3\}, rank 1: a fresh start.*"
+                                           r"checkpoint_latest.pth"):
+        trainer._check_ranks_agree()
+    monkeypatch.setattr(pretraining.dist, "all_gather_object",
+                        lambda records, record: records.__setitem__(slice(None), [record, dict(record)]))
+    trainer._check_ranks_agree()  # the same record on every rank
