@@ -152,16 +152,21 @@ def test_patches_on_the_device_are_repeatable(device: str) -> None:
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_a_patch_depends_on_its_seed_only(device: str) -> None:
-    """Augmented in a batch or alone, in any order, a patch gets the same result: batches
-    split over workers or ranks augment every patch as one process would."""
-    patches = (torch.rand(8, 1, 4, 20, 20, generator=_generator(1)) * 3000 - 1500).to(device)
-    seeds = _seeds(4, 8)
-    aug = IntensityAugmentation()
+    """Augmented in a batch or alone, in any order, a patch gets the same result, on the CPU
+    to the bit: batches split over workers or ranks augment every patch as one process would
+    (a run on several processes is compared with one process in float64, where a last-bit
+    difference of the float32 patches would show)."""
+    count = 24  # filters of many different reaches in one batch
+    patches = (torch.rand(count, 1, 4, 20, 20, generator=_generator(1)) * 3000 - 1500).to(device)
+    seeds = _seeds(4, count)
+    aug = IntensityAugmentation(filter_p=0.9)
     batch = aug(patches, seeds)
-    for i in range(8):
-        torch.testing.assert_close(aug(patches[i:i + 1], seeds[i:i + 1])[0], batch[i], rtol=0, atol=1e-6)
-    order = [5, 2, 7, 0, 1, 6, 3, 4]
-    torch.testing.assert_close(aug(patches[order], [seeds[i] for i in order]), batch[order], rtol=0, atol=1e-6)
+    same = torch.equal if device == "cpu" else \
+        lambda a, b: torch.allclose(a, b, rtol=0, atol=1e-6)  # CUDA kernels may vary with the batch
+    for i in range(count):
+        assert same(aug(patches[i:i + 1], seeds[i:i + 1])[0], batch[i]), i
+    order = torch.randperm(count, generator=_generator(2)).tolist()
+    assert same(aug(patches[order], [seeds[i] for i in order]), batch[order])
 
 
 def test_bad_input() -> None:

@@ -1,18 +1,27 @@
-"""Vox2VecPretrainTrainer in-process: the CUDA-path settings on the CPU, seeds, snapshots, checkpoints."""
+"""Vox2VecPretrainTrainer in-process: the CUDA-path settings on the CPU, seeds, snapshots, checkpoints,
+the distributed set-up (torchrun in one process, the CUDA choices, a world size that does not divide n)."""
 from __future__ import annotations
+
+import socket
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
 from batchgenerators.dataloading.nondet_multi_threaded_augmenter import pin_memory_of_all_eligible_items_in_dict
 from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
 from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+from torch.nn.parallel import DistributedDataParallel
 
 from pretraining_cases import write_dataset
+from vox2vec_nnunet.distributed import (backend_for, ddp_device_ids, init_process_group_from_torchrun,
+                                        launched_by_torchrun, process_device)
 from vox2vec_nnunet.errors import Vox2VecError
+from vox2vec_nnunet.network.global_batchnorm import GlobalBatchNorm
 from vox2vec_nnunet.network.segmentation import Vox2VecSegmentationNetwork
 from vox2vec_nnunet.pretraining.augmentation import IntensityAugmentation
+from vox2vec_nnunet.training import pretraining
 from vox2vec_nnunet.training.pretraining import AugmentInWorkers, Vox2VecPretrainTrainer
 from vox2vec_nnunet_plans.builder import PRETRAINING_CONFIGURATION, build_plans, default_settings
 
@@ -209,3 +218,94 @@ def test_seeded_variants_are_found_by_nnunets_trainer_search(monkeypatch, capsys
                  "Vox2VecTrainer_LinearProbe_Seed1", "Vox2VecPretrainTrainer_Demo_Seed1_Seed2"):
         with pytest.raises(RuntimeError, match="Could not find requested nnunet trainer"):
             recursive_find_trainer_class_by_name(name)
+def test_the_cuda_choices_of_a_distributed_run() -> None:
+    """CPU twins of the CUDA-only branches: nccl, the GPU of the machine, DDP's device_ids."""
+    assert backend_for(torch.device("cuda", 0)) == "nccl" and backend_for(torch.device("cpu")) == "gloo"
+    assert process_device(torch.device("cuda"), 3) == torch.device("cuda", 3)
+    assert process_device(torch.device("cpu"), 3) == torch.device("cpu")
+    assert ddp_device_ids(torch.device("cuda", 1)) == [1] and ddp_device_ids(torch.device("cpu")) is None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_a_torchrun_process_wraps_ddp_with_global_batchnorm(make_trainer, monkeypatch):
+    """The torchrun path in one process (world size 1, gloo): the trainer joins the group,
+    wraps the network in DDP with GlobalBatchNorm around the optimiser's parameters, trains,
+    writes its checkpoint as rank 0 and ends the group."""
+    for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "localhost",
+                        "MASTER_PORT": str(_free_port())}.items():
+        monkeypatch.setenv(name, value)
+    trainer = make_trainer(_Seeded)
+    try:
+        assert trainer.is_ddp and trainer.local_rank == 0 and trainer.device == torch.device("cpu")
+        assert dist.get_backend() == "gloo" and trainer.grad_scaler is None
+        trainer.initialize()
+        assert isinstance(trainer.network, DistributedDataParallel) and trainer.network.device_ids is None
+        norms = [m for m in trainer.network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        assert norms and all(isinstance(m, GlobalBatchNorm) for m in norms)
+        optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+        assert optimised == {id(p) for p in trainer.network.parameters()}
+        before = {k: v.clone() for k, v in trainer.network.module.state_dict().items()}
+        batches, _ = trainer.get_dataloaders()
+        assert np.isfinite(trainer.train_step(next(batches))["loss"])
+        assert any(not torch.equal(v, before[k]) for k, v in trainer.network.module.state_dict().items())
+        trainer.dataloader_train = trainer.dataloader_val = None
+        trainer.on_train_end()
+        final = torch.load(f"{trainer.output_folder}/checkpoint_final.pth", map_location="cpu", weights_only=True)
+        assert not any(k.startswith("module.") for k in final["network_weights"])
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_a_world_size_that_does_not_divide_n_is_refused(make_trainer, monkeypatch):
+    trainer = make_trainer(_Small)  # n = 2
+    monkeypatch.setattr(pretraining, "distributed_active", lambda: True)
+    monkeypatch.setattr(pretraining.dist, "get_world_size", lambda: 3)
+    with pytest.raises(Vox2VecError, match=r"num_volumes=2 .* a world size of 3 processes"):
+        trainer._set_batch_size_and_oversample()
+
+
+def test_torchrun_variables_missing(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert launched_by_torchrun()
+    with pytest.raises(Vox2VecError, match="RANK, MASTER_ADDR, MASTER_PORT are not"):
+        init_process_group_from_torchrun(torch.device("cpu"))
+
+
+def test_a_torchrun_gpu_process_joins_with_nccl_on_its_machines_gpu(monkeypatch):
+    """The CUDA branch of joining torchrun's group, on the CPU: the GPU is chosen by LOCAL_RANK
+    (not the global rank) and the group uses nccl (set_device and the group are recorded)."""
+    for name, value in {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "node0",
+                        "MASTER_PORT": "29400"}.items():
+        monkeypatch.setenv(name, value)
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", device)))
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kwargs: calls.append((backend, kwargs)))
+    assert init_process_group_from_torchrun(torch.device("cuda")) == torch.device("cuda", 1)
+    assert calls == [("set_device", torch.device("cuda", 1)),
+                     ("nccl", {"init_method": "env://", "rank": 5, "world_size": 8})]
+
+
+def test_ranks_resuming_from_different_points_are_stopped(make_trainer, monkeypatch):
+    """With --c, a machine that does not see the checkpoint would start afresh while the others
+    resume: every rank stops with the same message instead."""
+    trainer = make_trainer(_Small)
+    trainer._resumed_from = {"epoch": 2, "seed": 3}
+    monkeypatch.setattr(pretraining.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(pretraining.dist, "all_gather_object",
+                        lambda records, record: records.__setitem__(slice(None), [record, None]))
+    with pytest.raises(Vox2VecError, match=r"rank 0: \{'epoch': 2, 'seed': 3\}, rank 1: a fresh start.*"
+                                           r"checkpoint_latest.pth"):
+        trainer._check_ranks_agree()
+    monkeypatch.setattr(pretraining.dist, "all_gather_object",
+                        lambda records, record: records.__setitem__(slice(None), [record, dict(record)]))
+    trainer._check_ranks_agree()  # the same record on every rank

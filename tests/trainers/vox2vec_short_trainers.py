@@ -2,6 +2,9 @@
 
 nnU-Net finds them when this folder is listed in ``nnUNet_extTrainer`` after the installed one.
 """
+import os
+import signal
+
 import torch
 
 from vox2vec_nnunet.training.common import NoTestTimeMirroring
@@ -79,6 +82,41 @@ class nnUNetTrainer_Vox2VecFineTune_Test(_Short, nnUNetTrainer_Vox2VecFineTune):
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = 1
+
+
+class Vox2VecPretrainTrainer_Float64Test(_Short, Vox2VecPretrainTrainer):
+    """The pre-training in float64 (network, batches, loss), for comparing a run of several
+    processes with one process: in float32 a few Adam steps amplify rounding differences of
+    the reduction order to percents of the weights. Three epochs of two iterations, 4 volumes x
+    32 positions, seed 0, a checkpoint every epoch, one thread. With ``VOX2VEC_TEST_KILL_AFTER_EPOCH=E`` in
+    the environment every process SIGKILLs itself after epoch E's checkpoint, like a crash."""
+
+    num_volumes = 4
+    num_positions = 32
+    seed = 0
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        torch.set_num_threads(1)  # two processes on two cores: more threads spin against each other
+        self.num_epochs = 3
+        self.num_iterations_per_epoch = 2
+        self.num_val_iterations_per_epoch = 0
+        self.save_every = 1
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
+                                   num_output_channels, enable_deep_supervision=True):
+        return super().build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                                  num_output_channels, enable_deep_supervision).double()
+
+    def train_step(self, batch: dict) -> dict:
+        return super().train_step(dict(batch, patches1=batch["patches1"].double(),
+                                       patches2=batch["patches2"].double()))
+
+    def on_epoch_end(self) -> None:
+        super().on_epoch_end()
+        if os.environ.get("VOX2VEC_TEST_KILL_AFTER_EPOCH") == str(self.current_epoch):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 __getattr__ = seeded_lookup(__name__, Vox2VecPretrainTrainer_Test)  # Vox2VecPretrainTrainer_Test_Seed{S}

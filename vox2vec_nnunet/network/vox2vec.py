@@ -16,7 +16,7 @@ class Vox2Vec(nn.Module):
 
     With ``backbone_autocast`` the backbone runs under bfloat16 autocast on the patches'
     device (CUDA, or the CPU), for memory and speed; the representations are cast back to
-    float32 before the projector, so the projector and the loss are float32. The reference
+    the patches' dtype (float32) before the projector, so the projector and the loss are float32. The reference
     trains in float32 (the default). The pre-training trainer switches it on for CUDA, as
     nnU-Net's trainers switch deep supervision on their networks.
     Parameter names start with ``backbone.``, like the segmentation network's, so a
@@ -34,4 +34,4 @@ class Vox2Vec(nn.Module):
         """``patches`` (B, C, z, y, x), ``positions`` (N, 4) rows [patch, z, y, x] -> (N, d)."""
         with torch.autocast(patches.device.type, dtype=torch.bfloat16, enabled=self.backbone_autocast):
             pyramid = self.backbone(patches)
-        return self.projector(voxel_representations(pyramid, positions).float())
+        return self.projector(voxel_representations(pyramid, positions).to(patches.dtype))

@@ -70,26 +70,31 @@ def patch_generators(seeds: Sequence[int] | torch.Tensor, device: torch.device |
     return [torch.Generator(device=device).manual_seed(int(seed)) for seed in values]
 
 
-def _blur_matrices(sigma: torch.Tensor, size: int) -> torch.Tensor:
-    """Per-patch matrices ``(B, size, size)`` of a 1-D Gaussian blur with replicate padding.
+def _blur_matrix(sigma: torch.Tensor, size: int) -> torch.Tensor:
+    """The ``(size, size)`` matrix of a 1-D Gaussian blur of ``sigma`` (a 0-d tensor) with
+    replicate padding.
 
-    Entry ``[b, i, j]`` is the weight of input index ``i`` in output index ``j``; the taps of
-    a sampled Gaussian of ``sigma[b]`` reach ``ceil(3 * sigma[b])`` voxels (at least one) and
-    read clamped indices (replicate padding), so the edge voxels collect the weights of the
-    padded taps. Taps beyond a patch's own reach weigh zero, so its kernel does not depend on
-    the other patches of the batch.
+    Entry ``[i, j]`` is the weight of input index ``i`` in output index ``j``; the taps of a
+    sampled Gaussian reach ``ceil(3 * sigma)`` voxels (at least one) and read clamped indices
+    (replicate padding), so the edge voxels collect the weights of the padded taps.
     """
-    batch = sigma.shape[0]
-    reach = torch.ceil(3.0 * sigma.double()).clamp(min=1)
-    radius = int(reach.max())
-    taps = torch.arange(-radius, radius + 1, device=sigma.device, dtype=sigma.dtype)
-    kernels = torch.exp(-0.5 * (taps / sigma[:, None]) ** 2) * (taps.abs()[None, :] <= reach[:, None])
-    kernels = kernels / kernels.sum(dim=1, keepdim=True)
+    reach = int(torch.ceil(3.0 * sigma.double()).clamp(min=1))
+    taps = torch.arange(-reach, reach + 1, device=sigma.device, dtype=sigma.dtype)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
     output = torch.arange(size, device=sigma.device)[:, None]
     source = (output + taps.long()[None, :]).clamp(0, size - 1)
-    matrices = torch.zeros(batch, size, size, device=sigma.device, dtype=sigma.dtype)
-    index = (torch.arange(batch, device=sigma.device)[:, None, None], source[None], output.expand_as(source)[None])
-    return matrices.index_put_(index, kernels[:, None, :].expand(batch, size, -1), accumulate=True)
+    matrix = torch.zeros(size, size, device=sigma.device, dtype=sigma.dtype)
+    return matrix.index_put_((source, output.expand_as(source)), kernel.expand(size, -1), accumulate=True)
+
+
+def _blur_matrices(sigma: torch.Tensor, size: int) -> torch.Tensor:
+    """Per-patch matrices ``(B, size, size)`` of :func:`_blur_matrix` for ``sigma[b]``. Each is
+    built on its own: a kernel computed in a batch padded to the widest reach came out with
+    other rounding (vectorised ``exp`` and sums over another length), so a patch's blur
+    depended on its batch mates in the last bits, and a run split over processes differed
+    from one process."""
+    return torch.stack([_blur_matrix(s, size) for s in sigma])
 
 
 def gaussian_blur_in_plane(patches: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

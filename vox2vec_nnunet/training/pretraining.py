@@ -32,9 +32,22 @@ Snapshots: with ``snapshot_every = K`` every K-th epoch also writes a weights-on
 after 5,000 iterations) holding ``network_weights`` and ``vox2vec`` (``seed``, ``iteration``,
 ``epoch``); ``nnUNetv2_train -pretrained_weights`` takes it like ``checkpoint_final.pth``.
 
-Under ``-num_gpus`` (DDP) the embeddings of all ranks are gathered with gradients, so every
-negative of every rank counts and the gradients equal single-process training on the union
-of the ranks' batches (:func:`vox2vec_nnunet.distributed.gather_with_grad`).
+Several processes: ``nnUNetv2_train -num_gpus G`` on one machine, or PyTorch's launcher on
+any number of machines, which runs nnU-Net's own training command in every process::
+
+    torchrun --nnodes N --nproc_per_node G --rdzv_backend c10d --rdzv_endpoint HOST:PORT \
+        -m nnunetv2.run.run_training 900 3d_vox2vec_pretrain all -p Vox2VecPlans -tr Vox2VecPretrainTrainer
+
+(the trainer joins torchrun's process group: nccl on CUDA, gloo with ``-device cpu``). The
+n volumes of an iteration are split over all ranks (the world size must divide n), the
+embeddings of all ranks are gathered with gradients, so every negative of every rank counts
+(:func:`vox2vec_nnunet.distributed.gather_with_grad`), and BatchNorm normalises with the
+statistics of the whole batch (:class:`vox2vec_nnunet.network.global_batchnorm.GlobalBatchNorm`,
+on the CPU too, where PyTorch's SyncBatchNorm does not run): the W processes train the
+single-process model of the paper (Sect. 4.1: one GPU), with the same batches. Rank 0 writes
+checkpoints, snapshots and the log; ``--c`` resumes every rank from ``checkpoint_latest.pth``
+(each machine must see ``nnUNet_results``, e.g. on a shared file system; the ranks check that
+they resume from the same iteration).
 
 There is no segmentation validation. Each epoch logs the loss, the mean cosine similarity of
 positive and of negative pairs and the learning rate to the training log and ``progress.png``.
@@ -44,6 +57,7 @@ CPU so that ``-pretrained_weights`` loads them on any machine.
 from __future__ import annotations
 
 import secrets
+import warnings
 from pathlib import Path
 from time import time
 
@@ -59,11 +73,14 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from vox2vec_nnunet.atomic import write_atomically
-from vox2vec_nnunet.distributed import gather_with_grad
+from vox2vec_nnunet.distributed import (ddp_device_ids, distributed_active, gather_with_grad,
+                                        init_process_group_from_torchrun, launched_by_torchrun, process_device)
 from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.loss import info_nce, pair_cosine_similarities
+from vox2vec_nnunet.network.global_batchnorm import convert_to_global_batchnorm
 from vox2vec_nnunet.network.vox2vec import Vox2Vec
 from vox2vec_nnunet.nnunet_env import resolve_device
 from vox2vec_nnunet.pretraining.augmentation import IntensityAugmentation
@@ -156,7 +173,20 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, resolve_device(device))
+        requested = resolve_device(device)
+        # Under torchrun the trainer joins the process group before nnU-Net's constructor, so
+        # that nnU-Net's rank-0-only logging and writing hold from the start.
+        self._owns_process_group = launched_by_torchrun() and not distributed_active()
+        process = init_process_group_from_torchrun(requested) if self._owns_process_group else None
+        with warnings.catch_warnings():  # nnU-Net makes a CUDA GradScaler for any process group
+            warnings.filterwarnings("ignore", message=".*GradScaler is enabled, but CUDA is not available")
+            super().__init__(plans, configuration, fold, dataset_json, requested)
+        if self.is_ddp:  # nnU-Net took GPU number "rank": right on one machine only (-num_gpus)
+            self.device = process or process_device(requested, dist.get_rank())
+            if self.device.type != "cuda":
+                self.grad_scaler = None
+            print(f"vox2vec: rank {self.local_rank} of {dist.get_world_size()}"
+                  f"{' (torchrun)' if self._owns_process_group else ''}, device {self.device}")
         self.initial_lr = 3e-4
         self.weight_decay = 0.0
         self.num_epochs = 400
@@ -168,6 +198,7 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
         self.run_seed: int | None = None  # the seed in use: the attribute, drawn, or from the checkpoint
         self._seed_source = ""
         self._next_iteration = 0  # the global iteration train_step expects next
+        self._resumed_from: dict | None = None  # the run record of the checkpoint --c loaded
 
     @classmethod
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
@@ -207,11 +238,34 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
                                                 not isinstance(self.snapshot_every, int) or self.snapshot_every < 1):
             raise Vox2VecError(f"{type(self).__name__}.snapshot_every must be None or a positive number of epochs, "
                                f"got {self.snapshot_every!r}")
+        if self.is_ddp:
+            self._check_ranks_agree()
         self._resolve_seed()
         torch.manual_seed(self.run_seed)  # a repeatable initialisation of the network
-        super().initialize()
+        # nnU-Net's initialize would wrap the network in SyncBatchNorm (CUDA only) and in DDP on
+        # GPU "local_rank" (its global rank); it sees a single process and the wrapping is done here.
+        distributed, self.is_ddp = self.is_ddp, False
+        try:
+            super().initialize()
+        finally:
+            self.is_ddp = distributed
         unwrap(self.network).backbone_autocast = self._uses_backbone_autocast()
+        if distributed:  # the optimiser holds the same parameters: the conversion keeps them
+            self.network = DistributedDataParallel(convert_to_global_batchnorm(self.network),
+                                                   device_ids=ddp_device_ids(self.device))
         self.print_to_log_file(f"vox2vec pre-training seed: {self.run_seed} ({self._seed_source})")
+
+    def _check_ranks_agree(self) -> None:
+        """Every rank starts fresh, or every rank resumes from the same checkpoint record;
+        otherwise a clear error on every rank (before a collective could wait forever)."""
+        records = [None] * dist.get_world_size()
+        dist.all_gather_object(records, self._resumed_from)
+        if any(record != records[0] for record in records):
+            described = ", ".join(f"rank {rank}: {'a fresh start' if record is None else record}"
+                                  for rank, record in enumerate(records))
+            raise Vox2VecError(f"the ranks of this run do not start from the same point ({described}). With --c "
+                               f"every machine must see the same {self.output_folder}/checkpoint_latest.pth "
+                               f"(put nnUNet_results on a file system all machines share)")
 
     def _do_i_compile(self) -> bool:
         return False  # voxel read-out by fancy indexing; eager mode is what is tested
@@ -223,11 +277,11 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
         pass  # no segmentation head
 
     def _set_batch_size_and_oversample(self) -> None:
-        ranks = torch.distributed.get_world_size() if self.is_ddp else 1
-        if self.num_volumes % ranks:
+        ranks = dist.get_world_size() if distributed_active() else 1
+        if self.num_volumes % ranks:  # raised on every rank alike
             raise Vox2VecError(f"num_volumes={self.num_volumes} volumes per iteration cannot be split evenly over "
-                               f"{ranks} GPUs; use a number of GPUs that divides it or a variant with another "
-                               f"num_volumes")
+                               f"a world size of {ranks} processes; use a number of processes (nodes x GPUs per "
+                               f"node) that divides {self.num_volumes}, or a variant with another num_volumes")
         self.batch_size = self.num_volumes // ranks  # volumes per rank; the loss sees all of them
 
     def configure_optimizers(self):
@@ -367,7 +421,14 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
         else:
             print("vox2vec: the checkpoint records no seed (written by an older version); the resumed run uses a "
                   "new seed")
+        self._resumed_from = {"epoch": int(checkpoint["current_epoch"]), "seed": self.run_seed}
         super().load_checkpoint(filename_or_checkpoint)
+
+    def on_train_end(self) -> None:
+        super().on_train_end()
+        if self._owns_process_group:  # under -num_gpus nnU-Net ends the group it started
+            dist.barrier()  # the final checkpoint is written before any rank leaves
+            dist.destroy_process_group()
 
     def perform_actual_validation(self, save_probabilities: bool = False) -> None:
         self.print_to_log_file("vox2vec pre-training has no segmentation validation. Use the checkpoint with "
