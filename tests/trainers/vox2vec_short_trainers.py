@@ -116,6 +116,8 @@ class Vox2VecPretrainTrainer_Float64Test(_Short, Vox2VecPretrainTrainer):
     def on_epoch_end(self) -> None:
         super().on_epoch_end()
         if os.environ.get("VOX2VEC_TEST_KILL_AFTER_EPOCH") == str(self.current_epoch):
+            if self.is_ddp:
+                torch.distributed.barrier()  # rank 0 has written the checkpoint
             os.kill(os.getpid(), signal.SIGKILL)
 
 
