@@ -35,3 +35,9 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, capsys):
     assert main(args) == 0  # a second run finds every step done
     again = capsys.readouterr().out
     assert "already there" in again and "already pre-trained" in again
+    assert main(args + ["--pretrain_seeds", "0", "1"]) == 0  # seed 0's pre-training is kept, seed 1's added
+    seeds = capsys.readouterr().out
+    assert seeds.count("already pre-trained") == 1 and "Spread over pre-training seeds" in seeds
+    curve = list(csv.DictReader((workspace / "benchmark_seeds" / "pretraining_curve.csv").open()))
+    assert sorted((row["setup"], row["pretraining_seed"], row["num_folds"]) for row in curve) == [
+        ("linear_probe", "0", "2"), ("linear_probe", "1", "2"), ("linear_probe_random_bn", "", "2")]

@@ -26,10 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trainer_variant", help="suffix of the trainer variants to use instead (e.g. Demo, DemoLong)")
     p.add_argument("-device", default="cpu", choices=("cpu", "cuda"), help="(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="phantom seed (default: %(default)s)")
+    p.add_argument("--pretrain_seeds", type=int, nargs="+", default=[0], metavar="S",
+                   help="pre-training seeds (default: %(default)s); with several, one pre-training each and the "
+                        "linear probe's spread over them (mean ± std over seeds)")
     p.add_argument("-np", "--num_processes", type=int, default=max(1, os.cpu_count() or 1),
                    help="processes for data work (default: %(default)s)")
     args = p.parse_args(argv)
     variant = args.trainer_variant or ("DemoLong" if args.long else "Demo")
     return run_demo(DemoSettings(workspace=args.workspace.resolve(), labeled=args.labeled, unlabeled=args.unlabeled,
                                  folds=args.folds, trainer_variant=variant, device=args.device, seed=args.seed,
-                                 num_processes=args.num_processes))
+                                 num_processes=args.num_processes,
+                                 pretrain_seeds=tuple(dict.fromkeys(args.pretrain_seeds))))
