@@ -7,11 +7,11 @@ would use it, at a scale a 2-core CPU finishes in minutes (SPEC section 4): phan
 pre-training iterations of 4 volumes x 256 positions with seed 0, and 500-iteration linear
 probes at learning rate 3e-3 with 3-fold cross-validation (``--pretrain_seeds 0 1 2``: one
 pre-training per seed, the linear probe of each, and its spread over the seeds). The
-comparison is the paper's Fig. 2 one at a short, fixed probe budget, where pre-training shows most (few labels, fixed budget); the
-random baseline is the same FPN frozen at its random initialisation with its BatchNorm
-statistics re-estimated on the training data (the stronger of the two random baselines: without
-re-estimation the random features are so small that a probe at this budget does not leave the
-all-background solution). Every step resumes when the demo is run again.
+comparison is the paper's Fig. 2 one at a short, fixed probe budget, where pre-training shows
+most (few labels, fixed budget); the random baseline is the same FPN frozen at its random
+initialisation with its BatchNorm statistics re-estimated on the training data (the stronger
+of the two random baselines: without re-estimation the random features are so small that a
+probe at this budget does not leave the all-background solution). Every step resumes when the demo is run again.
 """
 from __future__ import annotations
 
