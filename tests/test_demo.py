@@ -35,6 +35,12 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, capsys):
     assert main(args) == 0  # a second run finds every step done
     again = capsys.readouterr().out
     assert "already there" in again and "already pre-trained" in again
+    assert main(args + ["--pretrain_seeds", "0", "1"]) == 0  # seed 0's pre-training is kept, seed 1's added
+    seeds = capsys.readouterr().out
+    assert seeds.count("already pre-trained") == 1 and "Spread over pre-training seeds" in seeds
+    curve = list(csv.DictReader((workspace / "benchmark_seeds" / "pretraining_curve.csv").open()))
+    assert sorted((row["setup"], row["pretraining_seed"], row["num_folds"]) for row in curve) == [
+        ("linear_probe", "0", "2"), ("linear_probe", "1", "2"), ("linear_probe_random_bn", "", "2")]
 
 
 def test_table1_mode_runs_every_setup_at_the_demo_budget_then_few_labels(tmp_path, monkeypatch, capsys):
@@ -47,7 +53,8 @@ def test_table1_mode_runs_every_setup_at_the_demo_budget_then_few_labels(tmp_pat
     table, labeled = demo.table1(tmp_path / "fpn.pth")
     assert len(commands) == 2 and all(c[0] == "vox2vec_nnunet_benchmark" for c in commands)
     all_setups, few = commands
-    assert all_setups[all_setups.index("--setups") + 1:all_setups.index("--folds")] == list(SETUPS)
+    assert all_setups[all_setups.index("--setups") + 1:all_setups.index("--folds")] == [
+        name for name, setup in SETUPS.items() if not setup.own_unet]
     assert few[few.index("--setups") + 1:few.index("--folds")] == ["scratch", "finetune", "nonlinear_probe"]
     assert few[few.index("--labeled") + 1:] == ["1", "2"] and "--labeled" not in all_setups
     for c in commands:

@@ -4,15 +4,16 @@ Everything runs through the real commands, in a workspace of its own (its own ``
 ``nnUNet_preprocessed`` and ``nnUNet_results``), so a user sees the product exactly as they
 would use it, at a scale a 2-core CPU finishes in minutes (SPEC section 4): phantoms at
 6 x 3 x 3 mm, patches of 16 x 64 x 64, an FPN of 8 base channels and 5 levels, 500
-pre-training iterations of 4 volumes x 256 positions, and 500-iteration linear probes at
-learning rate 3e-3 with 3-fold cross-validation. The comparison is the paper's Fig. 2 one at
-a short, fixed probe budget, where pre-training shows most (few labels, fixed budget); the
-random baseline is the same FPN frozen at its random initialisation with its BatchNorm
-statistics re-estimated on the training data (the stronger of the two random baselines: without
-re-estimation the random features are so small that a probe at this budget does not leave the
-all-background solution). Every step resumes when the demo is run again.
+pre-training iterations of 4 volumes x 256 positions with seed 0, and 500-iteration linear
+probes at learning rate 3e-3 with 3-fold cross-validation (``--pretrain_seeds 0 1 2``: one
+pre-training per seed, the linear probe of each, and its spread over the seeds). The
+comparison is the paper's Fig. 2 one at a short, fixed probe budget, where pre-training shows
+most (few labels, fixed budget); the random baseline is the same FPN frozen at its random
+initialisation with its BatchNorm statistics re-estimated on the training data (the stronger
+of the two random baselines: without re-estimation the random features are so small that a
+probe at this budget does not leave the all-background solution). Every step resumes when the demo is run again.
 
-``--table1`` is a separate, longer mode: after the same pre-training it runs every setup of the
+``--table1`` is a separate, longer mode: after the same pre-training (the first seed's) it runs every setup of the
 paper's Table 1 (from scratch, linear and non-linear probing, fine-tuning and the random-FPN
 baselines, both kinds) at the same demo budget on the same folds, then from scratch,
 fine-tuning and non-linear probing on 1, 2 and 4 labeled cases per fold, and writes the table
@@ -34,6 +35,7 @@ from vox2vec_nnunet.nnunet_env import trainers_dir
 from vox2vec_nnunet.phantoms import PhantomConfig, write_nnunet_raw_dataset
 from vox2vec_nnunet.training.budgets import VARIANT_BUDGETS
 from vox2vec_nnunet.training.segmentation import finetune_schedule
+from vox2vec_nnunet.training.pretraining_variants import seeded_name
 
 LABELED_ID, PRETRAIN_ID = 601, 901
 LABELED_NAME = "Dataset601_DemoPhantoms"
@@ -64,6 +66,8 @@ class DemoSettings:
     num_processes: int = 2
     table1: bool = False
     labeled_cases: tuple[int, ...] = (1, 2, 4)
+    pretrain_seeds: tuple[int, ...] = (0,)
+    """One pre-training per seed; with several, the linear probe's spread over them."""
 
     @property
     def fpn_args(self) -> list[str]:
@@ -129,19 +133,19 @@ class Demo:
             return
         self.run("plan", ["vox2vec_nnunet_plan", "-d", LABELED_ID, "--batch_size", "2", *self.s.fpn_args])
 
-    def pretrain(self) -> Path:
-        self.step("3/5 pre-training data (all phantom images, labels unused) and vox2vec pre-training")
+    def pretrain(self, seed: int) -> Path:
+        self.step(f"3/5 pre-training data (all phantom images, labels unused) and vox2vec pre-training, seed {seed}")
         self.run("prepare_pretraining", ["vox2vec_nnunet_prepare_pretraining", "-d", LABELED_ID, "-o", PRETRAIN_ID,
                                          *self.s.fpn_args])
-        trainer = self.trainer("Vox2VecPretrainTrainer")
+        trainer = seeded_name(self.trainer("Vox2VecPretrainTrainer"), seed)
         folder = self.path("nnUNet_results") / PRETRAIN_NAME / f"{trainer}__{PLANS}__{PRE_CONFIG}" / "fold_all"
         final = folder / "checkpoint_final.pth"
         if final.is_file():
             print(f"  already pre-trained: {final}")
             return final
         resume = ["--c"] if (folder / "checkpoint_latest.pth").is_file() else []
-        self.run("pretrain", ["nnUNetv2_train", PRETRAIN_ID, PRE_CONFIG, "all", "-p", PLANS, "-tr", trainer,
-                              "-device", self.s.device, *resume])
+        self.run(f"pretrain_seed{seed}", ["nnUNetv2_train", PRETRAIN_ID, PRE_CONFIG, "all", "-p", PLANS, "-tr",
+                                          trainer, "-device", self.s.device, *resume])
         print(f"  loss curve: {folder / 'progress.png'}")
         return final
 
@@ -155,15 +159,28 @@ class Demo:
                                "--trainer_variant", self.s.trainer_variant, "-o", output])
         return output
 
+    def probe_seeds(self, weights: list[Path]) -> Path:
+        self.step(f"4/5 linear probes of each pre-training seed's FPN ({', '.join(map(str, self.s.pretrain_seeds))}) "
+                  f"and of a random FPN (BatchNorm statistics re-estimated), {self.s.folds}-fold cross-validation")
+        output = self.s.workspace / "benchmark_seeds"
+        self.run("benchmark_seeds", ["vox2vec_nnunet_benchmark", "-d", LABELED_ID, "-p", PLANS, "-c", SEG_CONFIG,
+                                     "--setups", "linear_probe", "linear_probe_random_bn", "--folds", self.s.folds,
+                                     "--pretraining_curve", *weights, "--run", "-device", self.s.device,
+                                     "--trainer_variant", self.s.trainer_variant, "-o", output])
+        return output
+
     def report(self, output: Path) -> None:
         self.step("5/5 results")
-        print((output / "dice_table.md").read_text())
+        seeds = len(self.s.pretrain_seeds) > 1
+        print((output / ("pretraining_curve.md" if seeds else "dice_table.md")).read_text())
         print(f"Settings: phantoms {self.s.labeled} labeled / {self.s.unlabeled} unlabeled at "
               f"{'x'.join(self.s.spacing)} mm, patch {'x'.join(self.s.patch_size)}, FPN {self.s.base_channels} base "
               f"channels x {self.s.num_levels} levels; trainers *_{self.s.trainer_variant} (probe budget in "
-              f"vox2vec_nnunet/training/budgets.py); random baseline = the same FPN frozen at random "
+              f"vox2vec_nnunet/training/budgets.py, pre-training budget in pretraining_variants.py), pre-training "
+              f"seed(s) {', '.join(map(str, self.s.pretrain_seeds))}; random baseline = the same FPN frozen at random "
               f"initialisation, BatchNorm statistics re-estimated on 20 training batches; device {self.s.device}.")
-        print(f"Table: {output / 'dice_table.md'} and .csv\nFigure: {output / 'dice_vs_parameters.png'}\n"
+        table, figure = ("pretraining_curve", "dice_vs_pretraining") if seeds else ("dice_table", "dice_vs_parameters")
+        print(f"Table: {output / table}.md and .csv\nFigure: {output / figure}.png\n"
               f"Workspace: {self.s.workspace} (run again to resume; delete it to start over)\n"
               f"Total time: {time.time() - self.start:.0f} s")
 
@@ -214,9 +231,9 @@ def run_demo(settings: DemoSettings) -> int:
     print(f"vox2vec-nnunet demo in {settings.workspace} on {settings.device} ({sys.executable})")
     demo.phantoms()
     demo.plan()
-    weights = demo.pretrain()
+    weights = [demo.pretrain(seed) for seed in settings.pretrain_seeds]
     if settings.table1:
-        demo.report_table1(*demo.table1(weights))
+        demo.report_table1(*demo.table1(weights[0]))
     else:
-        demo.report(demo.probe(weights))
+        demo.report(demo.probe(weights[0]) if len(weights) == 1 else demo.probe_seeds(weights))
     return 0

@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trainer_variant", help="suffix of the trainer variants to use instead (e.g. Demo, DemoLong)")
     p.add_argument("-device", default="cpu", choices=("cpu", "cuda"), help="(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="phantom seed (default: %(default)s)")
+    p.add_argument("--pretrain_seeds", type=int, nargs="+", default=[0], metavar="S",
+                   help="pre-training seeds (default: %(default)s); with several, one pre-training each and the "
+                        "linear probe's spread over them (mean ± std over seeds)")
     p.add_argument("-np", "--num_processes", type=int, default=max(1, os.cpu_count() or 1),
                    help="processes for data work (default: %(default)s)")
     args = p.parse_args(argv)
@@ -38,4 +41,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_demo(DemoSettings(workspace=args.workspace.resolve(), labeled=args.labeled, unlabeled=args.unlabeled,
                                  folds=args.folds, trainer_variant=variant, device=args.device, seed=args.seed,
                                  num_processes=args.num_processes, table1=args.table1,
-                                 labeled_cases=tuple(args.labeled_cases)))
+                                 labeled_cases=tuple(args.labeled_cases),
+                                 pretrain_seeds=tuple(dict.fromkeys(args.pretrain_seeds))))
