@@ -311,8 +311,19 @@ class Vox2VecTrainer_FineTune(Vox2VecTrainer):
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._iteration_in_epoch = 0
-        self.freeze_iterations, self.backbone_warmup_iterations = finetune_schedule(self.total_iterations)
-        self.backbone_start_lr = self.initial_lr / 10
+
+    @property
+    def freeze_iterations(self) -> int:
+        return finetune_schedule(self.total_iterations)[0]
+
+    @property
+    def backbone_warmup_iterations(self) -> int:
+        return finetune_schedule(self.total_iterations)[1]
+
+    @property
+    def backbone_start_lr(self) -> float:
+        """A tenth of the head's learning rate (paper: 3e-5 for 3e-4)."""
+        return self.initial_lr / 10
 
     def parameter_groups(self) -> list[dict]:
         network = unwrap(self.network)
