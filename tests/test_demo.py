@@ -1,4 +1,5 @@
-"""The demo command end to end, with the test trainers' tiny budgets (the real one takes ~20 min)."""
+"""The demo command end to end, with the test trainers' tiny budgets (the real one takes ~20 min), and
+what its Table 1 mode runs."""
 from __future__ import annotations
 
 import csv
@@ -9,9 +10,8 @@ from PIL import Image
 from nnunet_cli import TEST_TRAINERS
 from vox2vec_nnunet.commands.demo import main
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("nnUNet_extTrainer", str(TEST_TRAINERS))
     monkeypatch.setenv("nnUNet_compile", "false")

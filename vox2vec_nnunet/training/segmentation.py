@@ -298,7 +298,7 @@ class Vox2VecTrainer_FineTune(Vox2VecTrainer):
     phantoms, fold 0: final Dice 0.527 with ``"batch"`` against 0.226 with ``"pretrained"``
     (from scratch 0.642; an earlier run, 1,200-iteration warm-up); with the scaled schedule
     both collapse in the epoch of the unfreeze (pseudo Dice 0.04 and 0.00, validation loss
-    0.19 -> 2.0 with ``"batch"``), see README "Table 1 at demo scale". On phantoms of another
+    0.19 -> 2.0 with ``"batch"``) and fine-tuning ends at 0.272, see README "Table 1 at demo scale". On phantoms of another
     generator (400 iterations, lr 1e-3, 3 folds) ``"pretrained"`` scored higher (0.287 against
     0.208). Re-estimating the statistics at the unfreeze was not measured.
     """
@@ -311,8 +311,19 @@ class Vox2VecTrainer_FineTune(Vox2VecTrainer):
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._iteration_in_epoch = 0
-        self.freeze_iterations, self.backbone_warmup_iterations = finetune_schedule(self.total_iterations)
-        self.backbone_start_lr = self.initial_lr / 10
+
+    @property
+    def freeze_iterations(self) -> int:
+        return finetune_schedule(self.total_iterations)[0]
+
+    @property
+    def backbone_warmup_iterations(self) -> int:
+        return finetune_schedule(self.total_iterations)[1]
+
+    @property
+    def backbone_start_lr(self) -> float:
+        """A tenth of the head's learning rate (paper: 3e-5 for 3e-4)."""
+        return self.initial_lr / 10
 
     def parameter_groups(self) -> list[dict]:
         network = unwrap(self.network)
