@@ -142,6 +142,9 @@ def plot_dice_vs_pretraining(points: Sequence[CurvePoint], path: Path, subtitle:
     ax.set_title(_title("Dice vs. pre-training iterations", subtitle), fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.margins(x=0.05, y=0.15)
+    last = max((p.iteration for line in lines.values() for p in line), default=0)
+    ax.set_xlim(left=-0.05 * max(last, 1))  # the axis starts at no pre-training
+    ax.set_ylim(bottom=0)
     if lines:
         ax.legend(fontsize=8, loc="best")
     _save(fig, path)
