@@ -102,8 +102,9 @@ class Demo:
         log = self.log_folder / f"{name}.log"
         print(f"$ {' '.join(map(str, args))}\n  (full output: {log})", flush=True)
         # A private temporary folder per command: multiprocessing's pymp-* folders of data workers
-        # that nnU-Net terminates are removed with it instead of piling up in /tmp.
-        with open(log, "a") as handle, tempfile.TemporaryDirectory(prefix="tmp-", dir=self.s.workspace) as tmp:
+        # that nnU-Net terminates are removed with it instead of piling up. It stays in the system's
+        # temporary folder: the workers' sockets live there, and a socket path may not exceed 107 bytes.
+        with open(log, "a") as handle, tempfile.TemporaryDirectory(prefix="vox2vec-demo-") as tmp:
             process = subprocess.Popen([str(a) for a in args], env={**self.env, "TMPDIR": tmp},
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
             for line in process.stdout:
