@@ -296,9 +296,10 @@ class Vox2VecTrainer_FineTune(Vox2VecTrainer):
     ``"pretrained"`` keeps the pre-training statistics (eval mode) and trains only their affine
     parameters. Evidence at the demo budget (``_Demo``: 500 iterations of batch 2, lr 3e-3), demo
     phantoms, fold 0: final Dice 0.527 with ``"batch"`` against 0.226 with ``"pretrained"``
-    (from scratch 0.642; an earlier run, 1,200-iteration warm-up); with the scaled schedule
+    (from scratch 0.642; an earlier run); with the scaled schedule
     both collapse in the epoch of the unfreeze (pseudo Dice 0.04 and 0.00, validation loss
-    0.19 -> 2.0 with ``"batch"``) and fine-tuning ends at 0.272, see README "Table 1 at demo scale". On phantoms of another
+    0.19 -> 2.0 with ``"batch"``) and fine-tuning ends at 0.272 (non-linear probe 0.321), see
+    README "Table 1 at demo scale". On phantoms of another
     generator (400 iterations, lr 1e-3, 3 folds) ``"pretrained"`` scored higher (0.287 against
     0.208). Re-estimating the statistics at the unfreeze was not measured.
     """
