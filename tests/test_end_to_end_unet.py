@@ -37,7 +37,7 @@ def test_pretrain_the_resenc_unet_finetune_it_and_predict(tmp_path):
     out = run(["vox2vec_nnunet_prepare_pretraining", "-d", DATASET, "-o", PRETRAIN, "--plans", PLANS,
                "--configuration", CONFIGURATION, "--plans_dataset", DATASET, "--num_positions", "64", "-np", "1"],
               env).stdout
-    assert "9 prepared" in out and f"-tr Vox2VecPretrainTrainer_UNet" in out
+    assert "9 prepared" in out and "-tr Vox2VecPretrainTrainer_UNet" in out
     pretraining_plans = json.loads((pre / "Dataset902_Vox2VecPretraining" / f"{PLANS}.json").read_text())
     entry = pretraining_plans["configurations"][CONFIGURATION]
     assert entry["architecture"] == architecture and entry["normalization_schemes"] == ["NoNormalization"]
