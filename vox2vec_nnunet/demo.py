@@ -34,7 +34,7 @@ from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.nnunet_env import trainers_dir
 from vox2vec_nnunet.phantoms import PhantomConfig, write_nnunet_raw_dataset
 from vox2vec_nnunet.training.budgets import VARIANT_BUDGETS
-from vox2vec_nnunet.training.segmentation import finetune_schedule
+from vox2vec_nnunet.training.segmentation import Vox2VecTrainer_FineTune, finetune_schedule
 from vox2vec_nnunet.training.pretraining_variants import seeded_name
 
 LABELED_ID, PRETRAIN_ID = 601, 901
@@ -208,8 +208,8 @@ class Demo:
         else:
             freeze, warmup = finetune_schedule(budget.total_iterations)
             schedule = (f"every setup {budget.describe()} (trainers *_{budget.name}); fine-tuning: backbone "
-                        f"frozen for {freeze} iterations, then its lr rises {budget.initial_lr / 10:g} -> "
-                        f"{budget.initial_lr:g} over {warmup}")
+                        f"frozen for {freeze} iterations, then its lr rises {Vox2VecTrainer_FineTune.backbone_start_lr:g} "
+                        f"-> {Vox2VecTrainer_FineTune.backbone_end_lr:g} over {warmup}")
         return (f"Settings: phantoms {self.s.labeled} labeled / {self.s.unlabeled} unlabeled at "
                 f"{'x'.join(self.s.spacing)} mm, patch {'x'.join(self.s.patch_size)}, FPN {self.s.base_channels} "
                 f"base channels x {self.s.num_levels} levels; {self.s.folds} folds; {schedule}; random baselines: "
