@@ -32,9 +32,6 @@ setup(
         "torch==2.14.1",
         "torchvision==0.29.1",
         "nnunetv2==2.8.1",
-        # nnU-Net's trainer search imports timm (Primus); before 1.0.31 timm's HRNet called the
-        # deprecated torch.jit.interface at import: a FutureWarning in every training log.
-        "timm>=1.0.31",
         "numpy>=1.26",
         "scipy>=1.11",
         "matplotlib>=3.8",

@@ -30,16 +30,16 @@ PLANS, CONFIG = "Vox2VecPlans", "3d_vox2vec"
 LABELS = {"background": 0, "liver": 1, "spleen": 2}
 
 
-def _trainer_dir(results: Path, trainer: str) -> Path:
-    return results / DATASET / f"{trainer}__{PLANS}__{CONFIG}"
+def _trainer_dir(results: Path, trainer: str, plans: str = PLANS, configuration: str = CONFIG) -> Path:
+    return results / DATASET / f"{trainer}__{plans}__{configuration}"
 
 
 def _write_fold(results: Path, setup: str, fold: int, liver: float | None, spleen: float | None,
                 params: int, source: str | None = None, summary: bool = True,
-                record: bool = True) -> Path:
+                record: bool = True, plans: str = PLANS, configuration: str = CONFIG) -> Path:
     """One fold folder as nnU-Net and our trainers leave it."""
     trainer = SETUPS[setup].trainer
-    tdir = _trainer_dir(results, trainer)
+    tdir = _trainer_dir(results, trainer, plans, configuration)
     fold_dir = tdir / f"fold_{fold}"
     (fold_dir / "validation").mkdir(parents=True)
     (tdir / "dataset.json").write_text(json.dumps({"labels": LABELS, "file_ending": ".nii.gz"}))
@@ -132,11 +132,12 @@ def test_table_numbers_files_and_missing_folds(results_tree: Path, tmp_path: Pat
     assert "| linear probing | pretrained | 13,117 | 45,000 × 7 | 2 | 65.0 ± 7.1 | 45.0 ± 7.1 | " \
            "55.0 ± 0.0 | f0 -25.0, f1 -15.0 | -20.0 ± 7.1 |" in md
     assert "| 40.0 ± n/a | f0 -40.0 | -40.0 ± n/a |" in md
-    assert rows["linear_probe"]["paired_diff_to_scratch_per_fold"] == f"0:{-0.25!r} 1:{0.55 - 0.7!r}"
-    assert float(rows["linear_probe"]["paired_diff_to_scratch_mean"]) == pytest.approx(-0.2)
-    assert float(rows["linear_probe"]["paired_diff_to_scratch_std"]) == pytest.approx(0.0707107, abs=1e-6)
-    assert rows["nonlinear_probe_random"]["paired_diff_to_scratch_std"] == ""
-    assert rows["scratch"]["paired_diff_to_scratch_mean"] == "0.0"
+    assert rows["linear_probe"]["paired_reference"] == "scratch"
+    assert rows["linear_probe"]["paired_diff_per_fold"] == f"0:{-0.25!r} 1:{0.55 - 0.7!r}"
+    assert float(rows["linear_probe"]["paired_diff_mean"]) == pytest.approx(-0.2)
+    assert float(rows["linear_probe"]["paired_diff_std"]) == pytest.approx(0.0707107, abs=1e-6)
+    assert rows["nonlinear_probe_random"]["paired_diff_std"] == ""
+    assert rows["scratch"]["paired_reference"] == rows["scratch"]["paired_diff_mean"] == ""
     # missing folds: which setup, which fold, which file
     assert "linear_probe, fold 2: no validation result, missing validation/summary.json" in md
     assert str(_trainer_dir(results_tree, "Vox2VecTrainer_LinearProbe") / "fold_2" /
@@ -154,6 +155,36 @@ def test_table_numbers_files_and_missing_folds(results_tree: Path, tmp_path: Pat
     assert scratch_line in printed and str(out / "dice_table.csv") in printed
     assert "random baseline: non-linear probing, random FPN = " \
            "Vox2VecTrainer_NonLinearProbe_RandomInit" in printed
+
+
+def test_fpn_and_unet_setups_in_one_table_each_paired_with_scratch_on_its_network(
+        results_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    unet = ("nnUNetResEncUNetMPlans", "3d_fullres")
+    # U-Net from scratch per fold (.6+.4)/2 = .5, .6, .5; fine-tuned .7, .7, .6
+    #   paired +.2 +.1 +.1 -> +.1333 ± sqrt((.0667² + 2 × .0333²)/2) = .057735
+    for fold, (liver, spleen) in enumerate([(0.6, 0.4), (0.7, 0.5), (0.5, 0.5)]):
+        _write_fold(results_tree, "unet_scratch", fold, liver, spleen, params=4_000_000, plans=unet[0],
+                    configuration=unet[1])
+    for fold, (liver, spleen) in enumerate([(0.8, 0.6), (0.7, 0.7), (0.6, 0.6)]):
+        _write_fold(results_tree, "unet_finetune", fold, liver, spleen, params=4_000_000, plans=unet[0],
+                    configuration=unet[1])
+    out = tmp_path / "out"
+    setups = ["scratch", "linear_probe", "unet_scratch", "unet_finetune"]
+    assert main(["-d", DATASET, "--setups", *setups, "--folds", "3", "-o", str(out)]) == 2
+    assert "pass --unet_plans" in capsys.readouterr().err
+    assert main(["-d", DATASET, "--setups", *setups, "--folds", "3", "-o", str(out), "--unet_plans", unet[0]]) == 0
+    rows = _read_csv(out / "dice_table.csv")
+    assert list(rows) == setups
+    assert rows["unet_finetune"]["paired_reference"] == "unet_scratch"
+    assert float(rows["unet_finetune"]["paired_diff_mean"]) == pytest.approx(0.4 / 3)
+    assert float(rows["unet_finetune"]["paired_diff_std"]) == pytest.approx(0.057735, abs=1e-6)
+    assert rows["linear_probe"]["paired_reference"] == "scratch"  # the FPN's from scratch, not the U-Net's
+    assert float(rows["linear_probe"]["paired_diff_mean"]) == pytest.approx(-0.2)
+    assert rows["unet_scratch"]["paired_diff_mean"] == ""
+    md = (out / "dice_table.md").read_text()
+    assert "| nnU-Net U-Net fine-tuned from vox2vec | pretrained | 4,000,000 |" in md
+    assert "f0 +20.0, f1 +10.0, f2 +10.0 | +13.3 ± 5.8 |" in md
+    assert f"{DATASET}, {PLANS}/{CONFIG} and {unet[0]}/{unet[1]}, folds [0, 1, 2] of 3" in capsys.readouterr().out
 
 
 def test_inconsistent_run_records_are_reported(env: dict[str, Path], tmp_path: Path) -> None:
@@ -310,6 +341,8 @@ def test_train_command_and_weights(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="start from the pre-trained FPN: linear_probe;"):
         check_weights([SETUPS["scratch"], SETUPS["linear_probe"]], None)
+    with pytest.raises(ValueError, match="unet_finetune; pass --unet_pretrained_weights FILE"):
+        check_weights([SETUPS["unet_finetune"]], None, "--unet_pretrained_weights")
     with pytest.raises(ValueError, match="no such file"):
         check_weights([SETUPS["finetune"]], weights)
     check_weights([SETUPS["scratch"], SETUPS["linear_probe_random"]], None)  # no weights needed
@@ -454,7 +487,10 @@ def test_pretraining_curve_refuses_checkpoints_without_a_record(env: dict[str, P
         assert main(["-d", DATASET, "--setups", "linear_probe", "--pretraining_curve", *map(str, paths)]) == 2
         assert message in capsys.readouterr().err
     assert main(["-d", DATASET, "--setups", "scratch", "--pretraining_curve", str(imported)]) == 2
-    assert "none of the setups scratch starts from pre-trained weights" in capsys.readouterr().err
+    assert "none of the setups scratch starts from pre-trained FPN weights" in capsys.readouterr().err
+    assert main(["-d", DATASET, "--setups", "linear_probe", "unet_finetune", "--pretraining_curve",
+                 str(imported)]) == 2
+    assert "run unet_finetune in a benchmark of its own" in capsys.readouterr().err
 
 
 def test_label_efficiency_figure_ends_with_all_labels_and_keeps_its_title_inside(tmp_path: Path) -> None:

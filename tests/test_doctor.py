@@ -38,16 +38,23 @@ def test_unknown_dataset_is_one_line_naming_the_folders_and_what_is_there(tmp_pa
 
 def test_nnunet_trainer_search_for_our_trainers_warns_nothing():
     """nnUNetv2_train looks a trainer up by importing every trainer module (nnU-Net's and ours);
-    nothing of that may put a warning into every training log."""
+    in the processes our commands start, nothing of that puts a warning into every training log,
+    and other warnings still show."""
+    import os
     import subprocess
     import sys
+
+    from vox2vec_nnunet.nnunet_env import training_env
 
     script = ("import nnunetv2, os; from nnunetv2.utilities.find_class_by_name import recursive_find_python_class; "
               "from vox2vec_nnunet.nnunet_env import trainers_dir; "
               "assert recursive_find_python_class(os.path.join(nnunetv2.__path__[0], 'training', 'nnUNetTrainer'), "
               "'Vox2VecTrainer_FineTune', 'nnunetv2.training.nnUNetTrainer') is None; "
               "assert recursive_find_python_class(str(trainers_dir()), 'Vox2VecTrainer_FineTune', "
-              "'vox2vec_nnunet_trainers') is not None")
-    result = subprocess.run([sys.executable, "-W", "always", "-c", script], capture_output=True, text=True)
+              "'vox2vec_nnunet_trainers') is not None; "
+              "import warnings; warnings.warn('a warning of our own', FutureWarning)")
+    env = training_env({**os.environ, "PYTHONWARNINGS": "always"})
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
-    assert "Warning" not in result.stderr, result.stderr
+    assert "a warning of our own" in result.stderr, result.stderr
+    assert result.stderr.count("Warning") == 1, result.stderr

@@ -65,6 +65,18 @@ def test_pretrain_the_resenc_unet_finetune_it_and_predict(tmp_path):
     assert decoder and any(not torch.equal(tuned[k], weights[k]) for k in decoder)  # loaded, then trained
     assert 0.0 <= json.loads((fold / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"] <= 1.0
 
+    # the benchmark: nnU-Net's U-Net setups on their plans, fine-tuned (fold 0 above, kept) beside the
+    # control with the same schedule from random initialisation, in one table on nnU-Net's 5 folds
+    out = run(["vox2vec_nnunet_benchmark", "-d", DATASET, "--setups", "unet_finetune", "unet_scratch_warmup",
+               "--trainer_variant", "Test", "--folds", "5", "--fold_ids", "0", "--unet_plans", PLANS,
+               "--unet_pretrained_weights", checkpoint, "--run", "-device", "cpu", "-o", tmp_path / "table"], env).stdout
+    assert f"[unet_finetune fold 0] skip (finished): {fold}" in out
+    control = results / "Dataset502_Phantoms" / f"nnUNetTrainer_Vox2VecScratchWarmup_Test__{PLANS}__{CONFIGURATION}"
+    assert json.loads((control / "fold_0" / "vox2vec_run.json").read_text())["backbone_source"] == "random_init"
+    table = (tmp_path / "table" / "dice_table.md").read_text()
+    assert "| nnU-Net U-Net fine-tuned from vox2vec | pretrained |" in table
+    assert "| nnU-Net U-Net from scratch, fine-tuning's warm-up | random_init |" in table
+
     predictions = tmp_path / "predictions"
     run(["nnUNetv2_predict", "-i", raw / "imagesTs", "-o", predictions, "-d", DATASET, "-c", CONFIGURATION, "-p",
          PLANS, "-tr", trainer, "-f", "0", "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"], env)

@@ -76,3 +76,17 @@ def test_a_vox2vec_checkpoint_loads_every_non_head_tensor_with_nnunets_loader(tr
     pretrained, loaded = pretraining.state_dict(), trainer.network.state_dict()
     non_head = [k for k in loaded if ".seg_layers." not in k]
     assert len(non_head) > 100 and all(torch.equal(loaded[k], pretrained[k]) for k in non_head)
+
+
+def test_the_schedule_control_refuses_pretrained_weights(tmp_path, monkeypatch):
+    from vox2vec_nnunet.errors import Vox2VecError
+    from vox2vec_nnunet.training.unet_finetuning import nnUNetTrainer_Vox2VecScratchWarmup
+
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / name))
+    plans = dict(unet_plans("Dataset501_X"), continue_training=False)
+    control = nnUNetTrainer_Vox2VecScratchWarmup(plans, "3d_fullres", 0, DATASET_JSON, torch.device("cpu"))
+    monkeypatch.setattr("sys.argv", ["nnUNetv2_train", "501", "3d_fullres", "0", "-pretrained_weights", "w.pth"])
+    with pytest.raises(Vox2VecError, match="drop -pretrained_weights"):
+        control.initialize()

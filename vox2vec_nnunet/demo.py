@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vox2vec_nnunet.errors import Vox2VecError
-from vox2vec_nnunet.nnunet_env import trainers_dir
+from vox2vec_nnunet.nnunet_env import trainers_dir, training_env
 from vox2vec_nnunet.phantoms import PhantomConfig, write_nnunet_raw_dataset
 from vox2vec_nnunet.training.budgets import VARIANT_BUDGETS
 from vox2vec_nnunet.training.segmentation import Vox2VecTrainer_FineTune, finetune_schedule
@@ -79,7 +79,7 @@ class Demo:
     def __init__(self, settings: DemoSettings) -> None:
         self.s = settings
         self.start = time.time()
-        self.env = dict(os.environ)
+        self.env = training_env(os.environ)
         for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
             folder = settings.workspace / name
             folder.mkdir(parents=True, exist_ok=True)

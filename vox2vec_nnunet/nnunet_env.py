@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -10,12 +11,26 @@ from vox2vec_nnunet.errors import Vox2VecError
 
 NNUNET_PATH_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
+#: nnU-Net's trainer search imports every trainer module, Primus's with it, which imports timm;
+#: the timm that dynamic-network-architectures 0.4.x admits (< 1.0.23) calls the deprecated
+#: ``torch.jit.interface`` at import, a FutureWarning at the top of every training log. Only this
+#: one warning is silenced (a ``PYTHONWARNINGS`` entry; the README gives the same line to users).
+TIMM_JIT_WARNING_FILTER = "ignore:`torch.jit.interface` is deprecated:FutureWarning"
+
 
 def trainers_dir() -> Path:
     """The installed folder of vox2vec trainer modules, what ``nnUNet_extTrainer`` must list."""
     import vox2vec_nnunet_trainers
 
     return Path(vox2vec_nnunet_trainers.__file__).resolve().parent
+
+
+def training_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for the ``nnUNetv2_train`` processes our commands start: the timm warning filtered."""
+    warnings = [w for w in env.get("PYTHONWARNINGS", "").split(",") if w]
+    if TIMM_JIT_WARNING_FILTER not in warnings:
+        warnings.append(TIMM_JIT_WARNING_FILTER)
+    return {**env, "PYTHONWARNINGS": ",".join(warnings)}
 
 
 def require_path_variable(name: str) -> Path:

@@ -13,7 +13,7 @@ from vox2vec_nnunet.training.pretraining_variants import seeded_lookup
 from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer_FineTune,
                                                   Vox2VecTrainer_LinearProbe, Vox2VecTrainer_LinearProbe_RandomInit,
                                                   Vox2VecTrainer_LinearProbe_RandomInitBN)
-from vox2vec_nnunet.training.unet_finetuning import nnUNetTrainer_Vox2VecFineTune
+from vox2vec_nnunet.training.unet_finetuning import nnUNetTrainer_Vox2VecFineTune, nnUNetTrainer_Vox2VecScratchWarmup
 from vox2vec_nnunet.training.unet_pretraining import Vox2VecPretrainTrainer_UNet
 
 
@@ -78,6 +78,14 @@ class Vox2VecPretrainTrainer_UNet_Test(_Short, Vox2VecPretrainTrainer_UNet):
 
 class nnUNetTrainer_Vox2VecFineTune_Test(_Short, nnUNetTrainer_Vox2VecFineTune):
     """One epoch of three iterations: all of it the first warm-up stage, with the encoder frozen."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 1
+
+
+class nnUNetTrainer_Vox2VecScratchWarmup_Test(_Short, nnUNetTrainer_Vox2VecScratchWarmup):
+    """One epoch of three iterations, from random initialisation."""
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)

@@ -29,6 +29,7 @@ from vox2vec_nnunet.benchmark.collect import RunRecord
 from vox2vec_nnunet.benchmark.layout import (CHECKPOINT_FINAL, CHECKPOINT_LATEST, RUN_RECORD,
                                              SUMMARY, ResultsLayout)
 from vox2vec_nnunet.benchmark.setups import Setup
+from vox2vec_nnunet.nnunet_env import training_env
 
 
 class Action(enum.Enum):
@@ -60,15 +61,18 @@ class Job:
         return f"[{self.setup.name} {self.description}]"
 
 
-def check_weights(setups: Sequence[Setup], pretrained_weights: Path | None) -> None:
-    """Refuse early (``ValueError``) when a setup needs weights and none, or no file, is given."""
+def check_weights(setups: Sequence[Setup], pretrained_weights: Path | None,
+                  option: str = "--pretrained_weights") -> None:
+    """Refuse early (``ValueError``) when a setup needs weights and none, or no file, is given;
+    ``option`` is the command-line option that gives them."""
     needing = [s.name for s in setups if s.needs_weights]
     if needing and pretrained_weights is None:
-        raise ValueError(f"these setups start from the pre-trained FPN: {', '.join(needing)}; "
-                         f"pass --pretrained_weights FILE (an nnU-Net style checkpoint, see "
-                         f"vox2vec_nnunet_import_weights), or leave them out with --setups")
+        network = "nnU-Net's U-Net pre-trained by Vox2VecPretrainTrainer_UNet" if any(
+            s.own_unet for s in setups) else "the pre-trained FPN"
+        raise ValueError(f"these setups start from {network}: {', '.join(needing)}; pass {option} FILE "
+                         f"(an nnU-Net style checkpoint), or leave them out with --setups")
     if needing and not pretrained_weights.is_file():
-        raise ValueError(f"--pretrained_weights {pretrained_weights}: no such file")
+        raise ValueError(f"{option} {pretrained_weights}: no such file")
 
 
 def find_nnunet_train() -> str:
@@ -126,7 +130,7 @@ def _weights_warning(fold_dir: Path, job: Job, pretrained_weights: Path | None) 
 
 
 def _stream(command: list[str], prefix: str, out: TextIO, env: Mapping[str, str]) -> int:
-    env = dict(os.environ, **env, PYTHONUNBUFFERED="1")
+    env = training_env({**os.environ, **env, "PYTHONUNBUFFERED": "1"})
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           bufsize=1, env=env) as process:
         assert process.stdout is not None

@@ -21,7 +21,9 @@ class Setup:
     """One evaluation setup: its command-line name, trainer class name and table label.
 
     ``random_baseline`` marks the probes on a frozen randomly initialised FPN; ``own_unet`` the
-    setups that train nnU-Net's own U-Net of the plans given with ``-p``/``-c`` (not default).
+    setups that train nnU-Net's own U-Net of the plans given with ``--unet_plans`` (not default);
+    ``reference`` the setup a table pairs this one with, fold by fold: from scratch on the same
+    network.
     """
 
     name: str
@@ -30,6 +32,10 @@ class Setup:
     label: str
     random_baseline: bool = False
     own_unet: bool = False
+
+    @property
+    def reference(self) -> str:
+        return "unet_scratch" if self.own_unet else "scratch"
 
     @property
     def expected_backbone_source(self) -> str:
@@ -51,6 +57,8 @@ SETUPS: dict[str, Setup] = {s.name: s for s in (
     Setup("nonlinear_probe_random_bn", "Vox2VecTrainer_NonLinearProbe_RandomInitBN", False,
           "non-linear probing, random FPN, BN re-estimated", random_baseline=True),
     Setup("unet_scratch", "nnUNetTrainer_Vox2VecScratch", False, "nnU-Net U-Net from scratch", own_unet=True),
+    Setup("unet_scratch_warmup", "nnUNetTrainer_Vox2VecScratchWarmup", False,
+          "nnU-Net U-Net from scratch, fine-tuning's warm-up", own_unet=True),
     Setup("unet_finetune", "nnUNetTrainer_Vox2VecFineTune", True, "nnU-Net U-Net fine-tuned from vox2vec",
           own_unet=True),
 )}

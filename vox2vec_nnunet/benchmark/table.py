@@ -10,9 +10,11 @@ Statistics (paper Sect. 5: "mean value and standard deviation of Dice score acro
 * a NaN Dice (a label absent from every validation case and never predicted) is left out of
   its average and reported.
 
-* paired difference to from scratch (when scratch is in the table): per fold, the setup's mean
-  over labels minus scratch's on the same fold (the same validation cases), then mean ± sample
-  std over the folds both have; a gap is worth reading only where it exceeds that spread.
+* paired difference to from scratch on the same network (``Setup.reference``: the FPN's setups
+  to ``scratch``, nnU-Net's U-Net's to ``unet_scratch``, when it is in the table): per fold, the
+  setup's mean over labels minus the reference's on the same fold (the same validation cases),
+  then mean ± sample std over the folds both have; a gap is worth reading only where it exceeds
+  that spread.
 
 The Markdown shows Dice in percent with one decimal, as the paper's tables do; the CSV keeps
 nnU-Net's fractions in [0, 1] at full precision, with mean and std in separate columns.
@@ -35,7 +37,6 @@ T = TypeVar("T")
 
 MIXED = "mixed"
 UNKNOWN = "unknown"
-REFERENCE_SETUP = "scratch"
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,16 @@ def paired_difference(row: Row, reference: Row) -> PairedDifference:
                             mean_std([d for _, d in pairs]))
 
 
-def _reference(rows: Sequence[Row]) -> Row | None:
-    return next((r for r in rows if r.setup.name == REFERENCE_SETUP), None)
+def _reference(row: Row, rows: Sequence[Row]) -> Row | None:
+    """The row ``row`` is paired with (from scratch on the same network), if it is in ``rows`` and
+    is not ``row`` itself."""
+    return next((r for r in rows if r.setup.name == row.setup.reference and r is not row), None)
+
+
+def _paired(rows: Sequence[Row]) -> list[PairedDifference | None]:
+    """Each row's paired difference to its reference; empty when no row has its reference."""
+    paired = [None if (ref := _reference(r, rows)) is None else paired_difference(r, ref) for r in rows]
+    return paired if any(p is not None for p in paired) else []
 
 
 def _parameters(row: Row) -> str:
@@ -182,14 +191,14 @@ def dice_table_markdown(rows: Sequence[Row], label_names: Sequence[str],
     caption = ("Dice (%) on each fold's validation cases: mean ± sample standard deviation "
                "(ddof=1) over folds, n/a with a single fold. Mean: mean over labels per fold, "
                "then over folds.")
-    reference = _reference(rows)
-    if reference is not None:
-        header += [f"Δ Mean vs {reference.setup.label}, per fold", "Δ Mean (paired)"]
-        for r, cells in zip(rows, body):
-            paired = paired_difference(r, reference)
-            cells += ["—", "—"] if r is reference else [paired.percent_per_fold(), paired.percent()]
-        caption += (f" Δ: the setup's Mean minus {reference.setup.label}'s on the same fold (percentage "
-                    f"points), then mean ± sample std over the folds both have.")
+    paired = _paired(rows)
+    if paired:
+        header += ["Δ Mean vs from scratch, per fold", "Δ Mean (paired)"]
+        for p, cells in zip(paired, body):
+            cells += ["—", "—"] if p is None else [p.percent_per_fold(), p.percent()]
+        caption += (" Δ: the setup's Mean minus that of from scratch on the same network (the FPN's, or "
+                    "nnU-Net's U-Net's) on the same fold (percentage points), then mean ± sample std over "
+                    "the folds both have.")
     return caption + "\n\n" + _markdown(header, body) + _notes(problems) + "\n"
 
 
@@ -213,24 +222,24 @@ def write_dice_table_csv(rows: Sequence[Row], label_names: Sequence[str], path: 
     for name in label_names:
         header += [f"{name}_dice_mean", f"{name}_dice_std"]
     header += ["mean_dice_mean", "mean_dice_std", "mean_dice_per_fold"]
-    reference = _reference(rows)
-    if reference is not None:
-        header += [f"paired_diff_to_{reference.setup.name}_per_fold", f"paired_diff_to_{reference.setup.name}_mean",
-                   f"paired_diff_to_{reference.setup.name}_std"]
+    paired = _paired(rows)
+    if paired:
+        header += ["paired_reference", "paired_diff_per_fold", "paired_diff_mean", "paired_diff_std"]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
-        for r in rows:
+        for i, r in enumerate(rows):
             line = [r.setup.name, r.setup.label, r.setup.trainer, r.backbone_source,
                     _csv_int(r.trainable_parameters), _csv_int(r.num_iterations), _csv_int(r.batch_size),
                     len(r.folds), " ".join(map(str, r.folds))]
             for stats in [*(r.label_dice[n] for n in label_names), r.mean_dice]:
                 line += [_csv_number(stats.mean), _csv_number(stats.std)]
             line.append(_csv_per_fold(r.folds, r.fold_mean_dice))
-            if reference is not None:
-                paired = paired_difference(r, reference)
-                line += [_csv_per_fold(paired.folds, paired.differences), _csv_number(paired.stats.mean),
-                         _csv_number(paired.stats.std)]
+            if paired and paired[i] is None:
+                line += ["", "", "", ""]
+            elif paired:
+                line += [r.setup.reference, _csv_per_fold(paired[i].folds, paired[i].differences),
+                         _csv_number(paired[i].stats.mean), _csv_number(paired[i].stats.std)]
             writer.writerow(line)
 
 
@@ -258,23 +267,22 @@ def label_efficiency_markdown(rows: Sequence[tuple[int, Row]],
                "labeled cases drawn from that fold's training cases (nested, seeded): mean ± "
                "sample standard deviation (ddof=1) over folds, n = number of folds.")
     text = caption + "\n\n" + _markdown(header, body)
-    references = grouped.get(REFERENCE_SETUP, {})
-    if references:
-        label = next(iter(references.values())).setup.label
-        paired_body = []
-        for name, by_k in grouped.items():
-            if name == REFERENCE_SETUP:
-                continue
-            cells = []
-            for k in budgets:
-                paired = (paired_difference(by_k[k], references[k]) if k in by_k and k in references else None)
-                cells.append("—" if paired is None else f"{paired.percent()} ({paired.percent_per_fold()})")
-            paired_body.append([next(iter(by_k.values())).setup.label, *cells])
-        if paired_body:
-            text += (f"\n\nPaired difference to {label} (percentage points): per fold (f = the split's fold "
-                     f"index) the setup's mean Dice minus {label}'s on the same validation cases, then mean ± "
-                     f"sample std over folds.\n\n" + _markdown(["Setup", *(f"{k} labeled" for k in budgets)],
-                                                               paired_body))
+    paired_body = []
+    for by_k in grouped.values():
+        setup = next(iter(by_k.values())).setup
+        references = grouped.get(setup.reference, {})
+        if setup.name == setup.reference or not references:
+            continue
+        cells = []
+        for k in budgets:
+            paired = (paired_difference(by_k[k], references[k]) if k in by_k and k in references else None)
+            cells.append("—" if paired is None else f"{paired.percent()} ({paired.percent_per_fold()})")
+        paired_body.append([setup.label, *cells])
+    if paired_body:
+        text += ("\n\nPaired difference to from scratch on the same network (percentage points): per fold "
+                 "(f = the split's fold index) the setup's mean Dice minus that of from scratch on the same "
+                 "validation cases, then mean ± sample std over folds.\n\n"
+                 + _markdown(["Setup", *(f"{k} labeled" for k in budgets)], paired_body))
     return text + _notes(problems) + "\n"
 
 

@@ -19,7 +19,14 @@ Collects ``fold_k/validation/summary.json`` of every evaluation setup (see
 
 With ``--run`` the missing folds are first trained by ``nnUNetv2_train`` (resuming unfinished
 ones), after writing ``splits_final.json`` for ``--folds K`` (the paper: 5 folds on BTCV, 3 on
-MSD) and the label-efficiency splits. Exit code 0 when everything asked for ran, 1 when a fold
+MSD) and the label-efficiency splits.
+
+The FPN setups train on the plans of ``-p``/``-c`` (``vox2vec_nnunet_plan``'s); the ``unet_*``
+setups train nnU-Net's own U-Net of ``--unet_plans``/``--unet_configuration`` (e.g.
+``nnUNetResEncUNetMPlans``/``3d_fullres``) from ``--unet_pretrained_weights``
+(``Vox2VecPretrainTrainer_UNet``'s checkpoint). Both share the dataset's ``splits_final.json``,
+so every setup sees the same folds and validation cases, and all land in one table and figure.
+Exit code 0 when everything asked for ran, 1 when a fold
 failed or nothing could be collected, 2 for bad input or environment.
 
 Example::
@@ -28,6 +35,9 @@ Example::
         --pretrained_weights vox2vec_fpn.pth --setups scratch linear_probe nonlinear_probe
     vox2vec_nnunet_benchmark -d 17 --folds 5 --run --setups linear_probe linear_probe_random_bn \\
         --pretraining_curve .../Vox2VecPretrainTrainer__Vox2VecPlans__3d_vox2vec_pretrain/fold_all
+    vox2vec_nnunet_benchmark -d 17 --folds 5 --run --pretrained_weights vox2vec_fpn.pth \
+        --setups scratch finetune unet_scratch unet_finetune --unet_plans nnUNetResEncUNetMPlans \
+        --unet_pretrained_weights vox2vec_resenc_m.pth
 """
 from __future__ import annotations
 
@@ -36,6 +46,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vox2vec_nnunet.benchmark.collect import FoldResult, Problem, collect_setup, foreground_labels
@@ -68,10 +79,14 @@ def _parser() -> argparse.ArgumentParser:
                     "parameters, vs labeled cases) of the vox2vec evaluation setups from nnU-Net "
                     "cross-validation folds; --run trains the missing folds first.")
     p.add_argument("-d", dest="dataset", required=True, help="dataset id or DatasetXXX_Name")
-    p.add_argument("-p", dest="plans", default="Vox2VecPlans", help="plans identifier")
-    p.add_argument("-c", dest="configuration", default="3d_vox2vec", help="configuration")
+    p.add_argument("-p", dest="plans", default="Vox2VecPlans", help="plans identifier of the FPN setups")
+    p.add_argument("-c", dest="configuration", default="3d_vox2vec", help="configuration of the FPN setups")
+    p.add_argument("--unet_plans", metavar="PLANS",
+                   help="nnU-Net plans identifier of the unet_* setups (e.g. nnUNetResEncUNetMPlans)")
+    p.add_argument("--unet_configuration", default="3d_fullres", metavar="CONFIG",
+                   help="configuration of the unet_* setups (default: %(default)s)")
     p.add_argument("--setups", nargs="+", default=[n for n, s in SETUPS.items() if not s.own_unet],
-                   help=f"evaluation setups (default: all but unet_*, which need -p/-c of nnU-Net plans): "
+                   help=f"evaluation setups (default: all but unet_*, which need --unet_plans): "
                         f"{', '.join(SETUPS)}")
     p.add_argument("--trainer_variant", metavar="SUFFIX",
                    help="use the trainers' budget variants NAME_SUFFIX (e.g. Demo, DemoLong; default: the "
@@ -81,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fold_ids", nargs="+", type=int,
                    help="only these of the K folds (default: all)")
     p.add_argument("--pretrained_weights", type=Path,
-                   help="pre-trained FPN checkpoint for the setups that need it (with --run)")
+                   help="pre-trained FPN checkpoint for the FPN setups that need it (with --run)")
+    p.add_argument("--unet_pretrained_weights", type=Path, metavar="CKPT",
+                   help="Vox2VecPretrainTrainer_UNet checkpoint for unet_finetune (with --run)")
     p.add_argument("--run", action="store_true",
                    help="train missing folds with nnUNetv2_train before collecting")
     p.add_argument("-device", choices=("cpu", "cuda", "mps"),
@@ -97,6 +114,38 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", dest="output", type=Path,
                    help="output folder (default $nnUNet_results/DatasetXXX/vox2vec_benchmark)")
     return p
+
+
+@dataclass(frozen=True)
+class Arm:
+    """The setups that train one network: the FPN (plans of ``-p``/``-c``) or nnU-Net's U-Net
+    (``--unet_plans``/``--unet_configuration``), with the results folder and weights they use."""
+
+    setups: tuple[Setup, ...]
+    layout: ResultsLayout
+    pretrained_weights: Path | None
+    weights_option: str
+
+    @property
+    def plans(self) -> str:
+        return f"{self.layout.plans}/{self.layout.configuration}"
+
+
+def _arms(args: argparse.Namespace, setups: Sequence[Setup], dataset_results_dir: Path) -> list[Arm]:
+    """The FPN arm and the U-Net arm, each only when one of ``setups`` belongs to it."""
+    fpn = tuple(s for s in setups if not s.own_unet)
+    unet = tuple(s for s in setups if s.own_unet)
+    if unet and not args.unet_plans:
+        raise Vox2VecError(f"the setups {', '.join(s.name for s in unet)} train nnU-Net's own U-Net: pass "
+                           f"--unet_plans (e.g. nnUNetResEncUNetMPlans) and, if not 3d_fullres, --unet_configuration")
+    arms = []
+    if fpn:
+        arms.append(Arm(fpn, ResultsLayout(dataset_results_dir, args.plans, args.configuration),
+                        args.pretrained_weights, "--pretrained_weights"))
+    if unet:
+        arms.append(Arm(unet, ResultsLayout(dataset_results_dir, args.unet_plans, args.unet_configuration),
+                        args.unet_pretrained_weights, "--unet_pretrained_weights"))
+    return arms
 
 
 def _dataset_name(dataset: str) -> str:
@@ -183,46 +232,50 @@ def _settings(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
-def _subtitle(dataset: str, layout: ResultsLayout, rows: Sequence[Row]) -> str:
+def _subtitle(dataset: str, plans: str, rows: Sequence[Row]) -> str:
     budgets = {r.budget() for r in rows}
     budget = budgets.pop() if len(budgets) == 1 else "differs between setups"
-    return (f"{dataset}, {layout.plans}/{layout.configuration}, budget {budget} "
+    return (f"{dataset}, {plans}, budget {budget} "
             f"(iterations × batch)\nhollow markers: backbone not pre-trained (from scratch, "
             f"random FPN); error bars: sample std over folds")
 
 
-def _run_missing(args: argparse.Namespace, setups: Sequence[Setup], fold_ids: Sequence[int],
-                 budgets: Sequence[int], dataset: str, layout: ResultsLayout,
-                 preprocessed_dir: Path, raw_root: Path, checkpoints: Sequence[PretrainingCheckpoint] = ()
-                 ) -> tuple[SplitsState, list[Outcome]]:
-    """``--run``: write the splits, then train every fold that is not finished; with
-    ``checkpoints`` the setups that need weights once per checkpoint, in its own results root."""
-    curve = [s for s in setups if s.needs_weights] if checkpoints else []
-    regular = [s for s in setups if s not in curve]
-    check_weights(regular, args.pretrained_weights)
+def _run_missing(args: argparse.Namespace, arms: Sequence[Arm], fold_ids: Sequence[int],
+                 budgets: Sequence[int], dataset: str, preprocessed_dir: Path, raw_root: Path,
+                 checkpoints: Sequence[PretrainingCheckpoint] = ()) -> tuple[SplitsState, list[Outcome]]:
+    """``--run``: write the splits, then train every fold that is not finished, arm by arm; with
+    ``checkpoints`` the FPN setups that need weights once per checkpoint, in its own results root."""
+    curve = [s for s in arms[0].setups if s.needs_weights] if checkpoints else []
+    for arm in arms:
+        check_weights([s for s in arm.setups if s not in curve], arm.pretrained_weights, arm.weights_option)
     executable = find_nnunet_train()
     if not preprocessed_dir.is_dir():
         raise Vox2VecError(f"{preprocessed_dir} does not exist: plan and preprocess {dataset} first")
+    first = arms[0].layout
     state = ensure_regular_splits(
         preprocessed_dir, args.folds, overwrite=args.overwrite_splits,
-        identifiers=lambda: training_identifiers(preprocessed_dir, args.plans, args.configuration,
+        identifiers=lambda: training_identifiers(preprocessed_dir, first.plans, first.configuration,
                                                  raw_root / dataset))
     if budgets:
         state = ensure_label_efficiency_splits(preprocessed_dir, budgets)
     print(f"splits: {preprocessed_dir / SPLITS_FILE} ({state.num_regular_folds} regular folds, "
           f"{len(state.labeled)} label-efficiency splits)")
-    jobs = [Job(s, f, f"fold {f}") for s in regular for f in fold_ids]
-    for s in regular:
-        for k in budgets:
-            for f in fold_ids:
-                index = state.fold_index(k, f)
-                jobs.append(Job(s, index, f"{k} labeled, fold {f} (split {index})"))
     device = args.device
     if device is None:
         import torch
         device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device: {device}")
-    outcomes = run_jobs(jobs, dataset, layout, args.pretrained_weights, device, executable)
+    outcomes: list[Outcome] = []
+    for arm in arms:
+        regular = [s for s in arm.setups if s not in curve]
+        jobs = [Job(s, f, f"fold {f}") for s in regular for f in fold_ids]
+        for s in regular:
+            for k in budgets:
+                for f in fold_ids:
+                    index = state.fold_index(k, f)
+                    jobs.append(Job(s, index, f"{k} labeled, fold {f} (split {index})"))
+        outcomes += run_jobs(jobs, dataset, arm.layout, arm.pretrained_weights, device, executable)
+    layout = arms[0].layout
     for checkpoint in checkpoints:
         root = checkpoint_results_root(layout.dataset_results_dir, checkpoint)
         jobs = [Job(s, f, f"fold {f}, {checkpoint.describe()}") for s in curve for f in fold_ids]
@@ -270,9 +323,12 @@ def _main(args: argparse.Namespace) -> int:
         if args.pretrained_weights is not None or budgets:
             raise Vox2VecError("--pretraining_curve takes the place of --pretrained_weights and does not go with "
                                "--labeled")
-        if not any(s.needs_weights for s in setups):
+        if not any(s.needs_weights and not s.own_unet for s in setups):
             raise Vox2VecError(f"--pretraining_curve: none of the setups {', '.join(s.name for s in setups)} "
-                               f"starts from pre-trained weights (e.g. linear_probe)")
+                               f"starts from pre-trained FPN weights (e.g. linear_probe)")
+        if any(s.needs_weights and s.own_unet for s in setups):
+            raise Vox2VecError("--pretraining_curve draws the FPN setups; run unet_finetune in a benchmark of "
+                               "its own with --unet_pretrained_weights")
         checkpoints, notes = find_checkpoints(args.pretraining_curve)
         print("pre-training checkpoints:\n" + "\n".join(
             f"  {c.trainer}, {c.describe()}: {c.path}" for c in checkpoints) + "".join(f"\n  note: {n}" for n in notes))
@@ -284,18 +340,19 @@ def _main(args: argparse.Namespace) -> int:
                            f"cannot find the vox2vec trainers. Fix: export "
                            f"nnUNet_extTrainer={trainers_dir()}")
     dataset = _dataset_name(args.dataset)
-    layout = ResultsLayout(results_root / dataset, args.plans, args.configuration)
+    arms = _arms(args, setups, results_root / dataset)
+    plans = " and ".join(arm.plans for arm in arms)
 
     failed: list[Outcome] = []
     state: SplitsState | None = None
     if args.run:
-        state, outcomes = _run_missing(args, setups, fold_ids, budgets, dataset, layout,
-                                       preprocessed_root / dataset, raw_root, checkpoints)
+        state, outcomes = _run_missing(args, arms, fold_ids, budgets, dataset, preprocessed_root / dataset,
+                                       raw_root, checkpoints)
         failed = [o for o in outcomes if o.error is not None]
     elif budgets:
         state = read_splits(preprocessed_root / dataset)
 
-    candidates = [layout.trainer_dir(s.trainer) / "dataset.json" for s in setups]
+    candidates = [arm.layout.trainer_dir(s.trainer) / "dataset.json" for arm in arms for s in arm.setups]
     candidates += [root / dataset / "dataset.json" for root in (preprocessed_root, raw_root)]
     labels = _labels(dataset, candidates)
     output = args.output or results_root / dataset / OUTPUT_SUBDIR
@@ -304,34 +361,43 @@ def _main(args: argparse.Namespace) -> int:
     written: list[Path] = []
     curve_points: list[CurvePoint] = []
     if checkpoints:
-        curve_points, curve_problems = _collect_curve(layout, setups, fold_ids, checkpoints, labels)
+        fpn = arms[0]
+        curve_points, curve_problems = _collect_curve(fpn.layout, fpn.setups, fold_ids, checkpoints, labels)
         curve_text = curve_markdown(curve_points, list(labels), curve_problems)
         written += [output / "pretraining_curve.md", output / "pretraining_curve.csv",
                     output / "dice_vs_pretraining.png"]
         written[-3].write_text(curve_text)
         write_curve_csv(curve_points, list(labels), written[-2])
-        plot_dice_vs_pretraining(curve_points, written[-1], _subtitle(dataset, layout, [p.row for p in curve_points]))
-        print(f"\n{dataset}, {args.plans}/{args.configuration}, folds {fold_ids} of {args.folds}, "
+        plot_dice_vs_pretraining(curve_points, written[-1], _subtitle(dataset, fpn.plans, [p.row for p in curve_points]))
+        print(f"\n{dataset}, {fpn.plans}, folds {fold_ids} of {args.folds}, "
               f"against pre-training iterations\n\n{curve_text}")
-        setups = [s for s in setups if not s.needs_weights]  # the regular table: the others
+        # the regular table: the others
+        arms = [replace(arm, setups=tuple(s for s in arm.setups if not s.needs_weights)) for arm in arms]
 
     rows: list[Row] = []
-    if setups:
-        rows, problems = _collect_rows(layout, setups, fold_ids, labels)
+    if any(arm.setups for arm in arms):
+        problems: list[Problem] = []
+        for arm in arms:
+            arm_rows, arm_problems = _collect_rows(arm.layout, arm.setups, fold_ids, labels)
+            rows += arm_rows
+            problems += arm_problems
         written += [output / "dice_table.md", output / "dice_table.csv"]
         if rows:
             written.append(output / "dice_vs_parameters.png")
-            problems += plot_dice_vs_parameters(rows, written[-1], _subtitle(dataset, layout, rows))
+            problems += plot_dice_vs_parameters(rows, written[-1], _subtitle(dataset, plans, rows))
         markdown = dice_table_markdown(rows, list(labels), problems)
         (output / "dice_table.md").write_text(markdown)
         write_dice_table_csv(rows, list(labels), output / "dice_table.csv")
-        print(f"\n{dataset}, {args.plans}/{args.configuration}, folds {fold_ids} of {args.folds}\n")
+        print(f"\n{dataset}, {plans}, folds {fold_ids} of {args.folds}\n")
         print(markdown)
 
     labeled_rows: list[tuple[int, Row]] = []
     if budgets:
-        labeled_rows, labeled_problems = _collect_labeled(layout, setups, fold_ids, budgets,
-                                                          state, labels)
+        labeled_problems: list[Problem] = []
+        for arm in arms:
+            arm_rows, arm_problems = _collect_labeled(arm.layout, arm.setups, fold_ids, budgets, state, labels)
+            labeled_rows += arm_rows
+            labeled_problems += arm_problems
         labeled_markdown = label_efficiency_markdown(labeled_rows, labeled_problems)
         (output / "label_efficiency.md").write_text(labeled_markdown)
         write_label_efficiency_csv(labeled_rows, output / "label_efficiency.csv")
@@ -339,7 +405,7 @@ def _main(args: argparse.Namespace) -> int:
         if labeled_rows:
             written.append(output / "dice_vs_labeled.png")
             all_cases = [len(state.splits[f]["train"]) for f in fold_ids] if state is not None else []
-            plot_dice_vs_labeled(labeled_rows, written[-1], _subtitle(dataset, layout, [r for _, r in labeled_rows]),
+            plot_dice_vs_labeled(labeled_rows, written[-1], _subtitle(dataset, plans, [r for _, r in labeled_rows]),
                                  all_labeled=rows, all_cases=all_cases)
         print(labeled_markdown)
 

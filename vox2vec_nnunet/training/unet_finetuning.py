@@ -140,6 +140,18 @@ class nnUNetTrainer_Vox2VecScratch(RunRecord, nnUNetTrainer):
     the benchmark reads; the baseline of :class:`nnUNetTrainer_Vox2VecFineTune`."""
 
 
+class nnUNetTrainer_Vox2VecScratchWarmup(nnUNetTrainer_Vox2VecFineTune):
+    """:class:`nnUNetTrainer_Vox2VecFineTune`'s schedule (encoder frozen, then warm-up, then poly)
+    from random initialisation: the control that separates what the pre-trained weights bring from
+    what the schedule brings. Refuses ``-pretrained_weights``."""
+
+    def initialize(self) -> None:
+        if pretrained_weights_argument() is not None:
+            raise Vox2VecError(f"{type(self).__name__} is the from-scratch control of the fine-tuning schedule; "
+                               f"drop -pretrained_weights (or use nnUNetTrainer_Vox2VecFineTune)")
+        super().initialize()
+
+
 class _DemoBudget(NoTestTimeMirroring):
     """The demo budget: 80 iterations (10 epochs x 8) of nnU-Net's batch, 4 validation
     iterations per epoch, validated without test-time mirroring."""
@@ -158,3 +170,7 @@ class nnUNetTrainer_Vox2VecScratch_Demo(_DemoBudget, nnUNetTrainer_Vox2VecScratc
 
 class nnUNetTrainer_Vox2VecFineTune_Demo(_DemoBudget, nnUNetTrainer_Vox2VecFineTune):
     """The demo budget; each warm-up stage is one of the 10 epochs."""
+
+
+class nnUNetTrainer_Vox2VecScratchWarmup_Demo(_DemoBudget, nnUNetTrainer_Vox2VecScratchWarmup):
+    pass
