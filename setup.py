@@ -32,6 +32,11 @@ setup(
         "torch==2.14.1",
         "torchvision==0.29.1",
         "nnunetv2==2.8.1",
+        # the parts of nnU-Net's stack our code subclasses or calls, at the releases tested with
+        # nnunetv2 2.8.1 (a new release of one of them once broke the install's resolution)
+        "dynamic-network-architectures==0.4.4",
+        "batchgeneratorsv2==0.3.6",
+        "acvl-utils==0.2.6",
         "numpy>=1.26",
         "scipy>=1.11",
         "matplotlib>=3.8",

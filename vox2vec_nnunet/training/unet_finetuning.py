@@ -34,6 +34,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch.optim.lr_scheduler import _LRScheduler
 
 from vox2vec_nnunet.errors import Vox2VecError
+from vox2vec_nnunet.training.budgets import DEMO
 from vox2vec_nnunet.training.common import (NoTestTimeMirroring, count_parameters, pretrained_weights_argument,
                                             state_checksum, unwrap)
 from vox2vec_nnunet.training.segmentation import RUN_RECORD
@@ -153,15 +154,16 @@ class nnUNetTrainer_Vox2VecScratchWarmup(nnUNetTrainer_Vox2VecFineTune):
 
 
 class _DemoBudget(NoTestTimeMirroring):
-    """The demo budget: 80 iterations (10 epochs x 8) of nnU-Net's batch, 4 validation
-    iterations per epoch, validated without test-time mirroring."""
+    """The FPN setups' demo budget (``budgets.DEMO``): 500 iterations (5 epochs x 100) of the plans'
+    batch, 5 validation iterations per epoch, validated without test-time mirroring; the learning
+    rate stays nnU-Net's."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 10
-        self.num_iterations_per_epoch = 8
-        self.num_val_iterations_per_epoch = 4
+        self.num_epochs = DEMO.num_epochs
+        self.num_iterations_per_epoch = DEMO.num_iterations_per_epoch
+        self.num_val_iterations_per_epoch = DEMO.num_val_iterations_per_epoch
 
 
 class nnUNetTrainer_Vox2VecScratch_Demo(_DemoBudget, nnUNetTrainer_Vox2VecScratch):
@@ -169,7 +171,7 @@ class nnUNetTrainer_Vox2VecScratch_Demo(_DemoBudget, nnUNetTrainer_Vox2VecScratc
 
 
 class nnUNetTrainer_Vox2VecFineTune_Demo(_DemoBudget, nnUNetTrainer_Vox2VecFineTune):
-    """The demo budget; each warm-up stage is one of the 10 epochs."""
+    """The demo budget; each warm-up stage is one of the 5 epochs."""
 
 
 class nnUNetTrainer_Vox2VecScratchWarmup_Demo(_DemoBudget, nnUNetTrainer_Vox2VecScratchWarmup):
