@@ -35,8 +35,8 @@ Example::
         --pretrained_weights vox2vec_fpn.pth --setups scratch linear_probe nonlinear_probe
     vox2vec_nnunet_benchmark -d 17 --folds 5 --run --setups linear_probe linear_probe_random_bn \\
         --pretraining_curve .../Vox2VecPretrainTrainer__Vox2VecPlans__3d_vox2vec_pretrain/fold_all
-    vox2vec_nnunet_benchmark -d 17 --folds 5 --run --pretrained_weights vox2vec_fpn.pth \
-        --setups scratch finetune unet_scratch unet_finetune --unet_plans nnUNetResEncUNetMPlans \
+    vox2vec_nnunet_benchmark -d 17 --folds 5 --run --pretrained_weights vox2vec_fpn.pth \\
+        --setups scratch finetune unet_scratch unet_finetune --unet_plans nnUNetResEncUNetMPlans \\
         --unet_pretrained_weights vox2vec_resenc_m.pth
 """
 from __future__ import annotations
