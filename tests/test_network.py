@@ -168,3 +168,33 @@ def test_pretraining_step_matches_a_plain_float64_reference():
     assert loss.item() == pytest.approx(expected_loss.item(), rel=1e-5)
     error = torch.sqrt(sum(((g.double() - e) ** 2).sum() for g, e in zip(grads, expected)))
     assert (error / torch.sqrt(sum((e ** 2).sum() for e in expected))).item() < 3e-2
+
+
+def test_one_small_patch_in_eval_mode_runs_as_a_batch_of_two_with_the_same_result():
+    """nnU-Net's sliding window feeds one patch at a time; a small one is run as a batch of two
+    copies (oneDNN instead of PyTorch's slow kernel for a batch of one): same values and input
+    gradient as the patch inside an ordinary batch of two, the same convolution kernels as that
+    batch, and never in training mode."""
+    torch.manual_seed(0)
+    fpn = FPN3d(1, 4, 3).eval()
+    patch = torch.randn(1, 1, 8, 24, 20, requires_grad=True)
+    other = torch.randn(1, 1, 8, 24, 20)
+    assert fpn.single_patch_is_slow(patch)
+    single = fpn(patch)
+    (sum(level.sum() for level in single)).backward()
+    alone_grad = patch.grad.clone()
+    patch.grad = None
+    batch = fpn(torch.cat([patch, other]))
+    (sum(level[:1].sum() for level in batch)).backward()
+    for a, b in zip(single, batch):
+        assert a.shape[0] == 1 and torch.allclose(a, b[:1], atol=1e-5, rtol=1e-5)
+    assert torch.allclose(alone_grad, patch.grad, atol=1e-5, rtol=1e-5)
+
+    def slow_kernel_calls(x: torch.Tensor) -> int:
+        with torch.no_grad(), torch.autograd.profiler.profile() as prof:
+            fpn(x)
+        return sum(e.count for e in prof.key_averages() if e.key == "aten::slow_conv3d_forward")
+
+    assert slow_kernel_calls(patch.detach()) == slow_kernel_calls(torch.cat([patch.detach(), other]))
+    assert not fpn.train().single_patch_is_slow(patch)
+    assert not FPN3d(1, 16, 3).eval().single_patch_is_slow(torch.zeros(1, 1, 32, 128, 128))  # oneDNN already

@@ -14,6 +14,9 @@ from torch import nn
 
 from vox2vec_nnunet.network.blocks import ResStack3d, crop_to
 
+ONEDNN_SINGLE_PATCH_MIN = 20_480
+"""For a batch of one, PyTorch's CPU convolution takes oneDNN only when ``N * C * D * H`` of its
+input exceeds this (ATen's ``use_mkldnn``); below it, its slow reference kernel."""
 
 
 class FPN3d(nn.Module):
@@ -69,6 +72,27 @@ class FPN3d(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         if x.ndim != 5:
             raise ValueError(f"FPN3d expects a (batch, channels, z, y, x) tensor, got shape {tuple(x.shape)}")
+        if self.single_patch_is_slow(x):
+            return [level[:1] for level in self.levels(x.expand(2, *x.shape[1:]))]
+        return self.levels(x)
+
+    def single_patch_is_slow(self, x: torch.Tensor) -> bool:
+        """Whether ``x`` is one small patch that PyTorch would convolve with its slow CPU kernel.
+
+        nnU-Net's sliding-window inference (validation, ``nnUNetv2_predict``) feeds one patch at a
+        time; for a small patch (``base_channels * D * H`` at most :data:`ONEDNN_SINGLE_PATCH_MIN`,
+        e.g. the demo's 8 channels x 16 x 64) PyTorch convolves a batch of one with its reference
+        kernel, while a batch of two takes oneDNN. ``forward`` then runs the patch as a batch of
+        two copies: the same result (eval mode: every sample is normalised alone) 3-4x faster
+        (``python -m vox2vec_nnunet.perf.inference_tile_benchmark``). In training mode the batch is
+        never changed (BatchNorm's statistics would count the copy); large patches, where oneDNN
+        is already taken, are not doubled.
+        """
+        return (x.shape[0] == 1 and x.device.type == "cpu" and not self.training
+                and self.base_channels * x.shape[2] * x.shape[3] <= ONEDNN_SINGLE_PATCH_MIN)
+
+    def levels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The pyramid of ``x``, full resolution first (``forward`` without the single-patch path)."""
         x = self.first_conv(x.contiguous(memory_format=self.memory_format))
         skips = []
         for left, down in zip(self.left_blocks, self.down_blocks):
