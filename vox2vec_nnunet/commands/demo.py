@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="vox2vec_nnunet_demo",
         description="Make CT phantoms, pre-train a scaled-down vox2vec FPN on them, linear-probe it and a randomly "
                     "initialised FPN with cross-validation, and print the benchmark table and figure. Runs on the "
-                    "CPU in about 20 minutes on 2 cores; run again to resume.")
+                    "CPU in about 13 minutes on 2 cores; run again to resume.")
     p.add_argument("-o", "--workspace", type=Path, default=Path("vox2vec_demo"),
                    help="folder for all data and results (default: %(default)s)")
     p.add_argument("--labeled", type=int, default=9, help="labeled phantoms (default: %(default)s)")

@@ -25,8 +25,10 @@ DEVICE = torch.device("cuda")
 
 
 class Vox2VecPretrainTrainer_Demo(Vox2VecPretrainTrainer):
-    """500 iterations of 4 volumes x 256 positions (paper: 100,000 of 10 x 1,000), a snapshot
-    every 100 iterations."""
+    """300 iterations of 4 volumes x 256 positions (paper: 100,000 of 10 x 1,000), a snapshot
+    every 100 iterations. 300, not more, for the demo's time: on the demo phantoms (seed 0, 3 folds)
+    the linear probe reached 27.6 ± 3.2 Dice after 100 iterations, 44.0 ± 4.6 after 300 and
+    45.4 ± 7.3 after 500 (README "How long to pre-train")."""
 
     num_volumes = 4
     num_positions = 256
@@ -34,7 +36,7 @@ class Vox2VecPretrainTrainer_Demo(Vox2VecPretrainTrainer):
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device: torch.device = DEVICE):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 10
+        self.num_epochs = 6
         self.num_iterations_per_epoch = 50
         self.save_every = 1
 

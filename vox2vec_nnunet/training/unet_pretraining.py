@@ -61,7 +61,7 @@ class Vox2VecPretrainTrainer_UNet(Vox2VecPretrainTrainer):
 
 
 class Vox2VecPretrainTrainer_UNet_Demo(Vox2VecPretrainTrainer_UNet):
-    """The FPN's demo budget (``Vox2VecPretrainTrainer_Demo``): 500 iterations (10 epochs x 50) of
+    """The FPN's demo budget (``Vox2VecPretrainTrainer_Demo``): 300 iterations (6 epochs x 50) of
     4 volumes x 256 positions (paper: 100,000 of 10 x 1,000), a snapshot every 100 iterations."""
 
     num_volumes = 4
@@ -71,6 +71,6 @@ class Vox2VecPretrainTrainer_UNet_Demo(Vox2VecPretrainTrainer_UNet):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 10
+        self.num_epochs = 6
         self.num_iterations_per_epoch = 50
         self.save_every = 1
