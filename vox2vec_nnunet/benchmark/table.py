@@ -228,18 +228,17 @@ def write_dice_table_csv(rows: Sequence[Row], label_names: Sequence[str], path: 
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
-        for i, r in enumerate(rows):
+        for r, p in zip(rows, paired or [None] * len(rows)):
             line = [r.setup.name, r.setup.label, r.setup.trainer, r.backbone_source,
                     _csv_int(r.trainable_parameters), _csv_int(r.num_iterations), _csv_int(r.batch_size),
                     len(r.folds), " ".join(map(str, r.folds))]
             for stats in [*(r.label_dice[n] for n in label_names), r.mean_dice]:
                 line += [_csv_number(stats.mean), _csv_number(stats.std)]
             line.append(_csv_per_fold(r.folds, r.fold_mean_dice))
-            if paired and paired[i] is None:
-                line += ["", "", "", ""]
-            elif paired:
-                line += [r.setup.reference, _csv_per_fold(paired[i].folds, paired[i].differences),
-                         _csv_number(paired[i].stats.mean), _csv_number(paired[i].stats.std)]
+            if paired:
+                line += ["", "", "", ""] if p is None else [
+                    r.setup.reference, _csv_per_fold(p.folds, p.differences), _csv_number(p.stats.mean),
+                    _csv_number(p.stats.std)]
             writer.writerow(line)
 
 
