@@ -214,3 +214,17 @@ def test_batchnorm_reestimation_changes_statistics_only():
     torch.testing.assert_close(first.running_mean, features.mean(dim=(0, 2, 3, 4)), rtol=1e-4, atol=1e-5)
     assert first.momentum == 0.1
     assert all(torch.equal(backbone.state_dict()[k], v) for k, v in weights.items())
+
+
+@pytest.mark.parametrize("batchnorm", ["batch", "pretrained"])
+def test_finetune_backbone_is_frozen_then_trains_with_its_batchnorm_choice(make_trainer, batchnorm):
+    cls = type("FineTuneBN", (Vox2VecTrainer_FineTune,), {"backbone_batchnorm": batchnorm})
+    trainer = make_trainer(cls)
+    norms = [m for m in trainer.network.backbone.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    trainer.set_backbone_for(trainer.freeze_iterations - 1)
+    assert trainer.optimizer.param_groups[1]["lr"] == 0.0 and norms and not any(m.training for m in norms)
+    assert not any(p.requires_grad for p in trainer.network.backbone.parameters())
+    trainer.set_backbone_for(trainer.freeze_iterations)
+    assert trainer.optimizer.param_groups[1]["lr"] == pytest.approx(3e-5)
+    assert all(p.requires_grad for p in trainer.network.backbone.parameters())
+    assert all(m.training == (batchnorm == "batch") for m in norms)
