@@ -12,11 +12,16 @@ DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver
 
 
 @pytest.fixture
-def trainer(tmp_path, monkeypatch):
+def plans(tmp_path, monkeypatch):
+    """nnU-Net's folders set, and the plans of a small U-Net."""
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         (tmp_path / name).mkdir()
         monkeypatch.setenv(name, str(tmp_path / name))
-    plans = dict(unet_plans("Dataset501_X"), continue_training=False)
+    return dict(unet_plans("Dataset501_X"), continue_training=False)
+
+
+@pytest.fixture
+def trainer(plans):
     trainer = nnUNetTrainer_Vox2VecFineTune(plans, "3d_fullres", 0, DATASET_JSON, torch.device("cpu"))
     trainer.num_epochs = 40
     trainer.network = trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager, 1, 3,
@@ -78,14 +83,10 @@ def test_a_vox2vec_checkpoint_loads_every_non_head_tensor_with_nnunets_loader(tr
     assert len(non_head) > 100 and all(torch.equal(loaded[k], pretrained[k]) for k in non_head)
 
 
-def test_the_schedule_control_refuses_pretrained_weights(tmp_path, monkeypatch):
+def test_the_schedule_control_refuses_pretrained_weights(plans, monkeypatch):
     from vox2vec_nnunet.errors import Vox2VecError
     from vox2vec_nnunet.training.unet_finetuning import nnUNetTrainer_Vox2VecScratchWarmup
 
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        (tmp_path / name).mkdir()
-        monkeypatch.setenv(name, str(tmp_path / name))
-    plans = dict(unet_plans("Dataset501_X"), continue_training=False)
     control = nnUNetTrainer_Vox2VecScratchWarmup(plans, "3d_fullres", 0, DATASET_JSON, torch.device("cpu"))
     monkeypatch.setattr("sys.argv", ["nnUNetv2_train", "501", "3d_fullres", "0", "-pretrained_weights", "w.pth"])
     with pytest.raises(Vox2VecError, match="drop -pretrained_weights"):
