@@ -147,7 +147,7 @@ def test_augmentation_for_ct_normalization_ends_where_nnunets_ct_normalization_e
 def test_pretraining_plans_keep_the_network_and_hu_and_the_trainer_matches_the_normalization(tmp_path, monkeypatch):
     from vox2vec_nnunet.errors import Vox2VecError
     from vox2vec_nnunet.pretraining.prepare import TARGET_NORMALIZATION_KEY, target_preprocessing
-    from vox2vec_nnunet.training.unet_pretraining import Vox2VecPretrainTrainer_UNet
+    from vox2vec_nnunet.training.unet_pretraining import Vox2VecPretrainTrainer_UNet, Vox2VecPretrainTrainer_UNet_Demo
 
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         (tmp_path / name).mkdir()
@@ -172,6 +172,11 @@ def test_pretraining_plans_keep_the_network_and_hu_and_the_trainer_matches_the_n
     assert trainer.augmentation.fixed_window_hu == (properties["percentile_00_5"], properties["percentile_99_5"])
     network = trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager, 1, 2)
     assert isinstance(network, Vox2VecUNet) and network.level_channels == [32, 64, 128]
+    demo = Vox2VecPretrainTrainer_UNet_Demo(dict(plans, continue_training=False), "3d_fullres", "all", dataset_json,
+                                            torch.device("cpu"))
+    assert demo.augmentation.fixed_window_hu == trainer.augmentation.fixed_window_hu  # the U-Net's changes kept
+    assert (demo.num_epochs * demo.num_iterations_per_epoch, demo.num_volumes, demo.num_positions,
+            demo.snapshot_every) == (300, 4, 256, 2)  # the FPN's demo budget
     with pytest.raises(Vox2VecError, match="--plans PLANS --configuration 3d_fullres"):
         Vox2VecPretrainTrainer_UNet(dict(labeled, continue_training=False), "3d_fullres", "all", dataset_json,
                                     torch.device("cpu"))

@@ -29,6 +29,7 @@ from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.network.unet import Vox2VecUNet
 from vox2vec_nnunet.pretraining.prepare import TARGET_NORMALIZATION_KEY
 from vox2vec_nnunet.training.pretraining import Vox2VecPretrainTrainer
+from vox2vec_nnunet.training.pretraining_variants import Vox2VecPretrainTrainer_Demo
 
 
 class Vox2VecPretrainTrainer_UNet(Vox2VecPretrainTrainer):
@@ -60,17 +61,6 @@ class Vox2VecPretrainTrainer_UNet(Vox2VecPretrainTrainer):
             raise Vox2VecError(f"plans '{plans_manager.plans_name}' of {plans_manager.dataset_name}: {error}") from None
 
 
-class Vox2VecPretrainTrainer_UNet_Demo(Vox2VecPretrainTrainer_UNet):
-    """The FPN's demo budget (``Vox2VecPretrainTrainer_Demo``): 300 iterations (6 epochs x 50) of
-    4 volumes x 256 positions (paper: 100,000 of 10 x 1,000), a snapshot every 100 iterations."""
-
-    num_volumes = 4
-    num_positions = 256
-    snapshot_every = 2
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 6
-        self.num_iterations_per_epoch = 50
-        self.save_every = 1
+class Vox2VecPretrainTrainer_UNet_Demo(Vox2VecPretrainTrainer_UNet, Vox2VecPretrainTrainer_Demo):
+    """The U-Net at the FPN's demo budget, taken from ``Vox2VecPretrainTrainer_Demo``: 300 iterations
+    (6 epochs x 50) of 4 volumes x 256 positions, a snapshot every 100 iterations."""
