@@ -308,6 +308,60 @@ def test_label_efficiency_table(env: dict[str, Path], tmp_path: Path) -> None:
     i = [state.fold_index(1, f) for f in range(3)]
     assert f"| fine-tuning | +10.0 ± 10.0 (f{i[0]} +10.0, f{i[1]} +20.0, f{i[2]} +0.0) | — |" in md
     assert imread(out / "dice_vs_labeled.png").shape[0] > 100
+    assert "all (" not in md  # no regular fold finished: no column for all labels
+
+    # the regular folds (6 training cases each) end each row, paired like the others:
+    # scratch .6 .6 .8 -> 66.7 ± 11.5; fine-tuning .7 .8 .8 -> 76.7 ± 5.8, paired +.1 +.2 0 -> +10.0 ± 10.0
+    for f, (scratch, finetune) in enumerate([(0.6, 0.7), (0.6, 0.8), (0.8, 0.8)]):
+        _write_fold(r, "scratch", f, scratch, scratch, params=48_592_477)
+        _write_fold(r, "finetune", f, finetune, finetune, params=48_592_477)
+    assert main(["-d", DATASET, "--setups", "scratch", "finetune", "--folds", "3", "--labeled", "1", "2",
+                 "-o", str(out)]) == 0
+    md = (out / "label_efficiency.md").read_text()
+    assert "| Setup | Backbone | Trainable params | 1 labeled | 2 labeled | all (6) |" in md
+    assert "| from scratch | random_init | 48,592,477 | 33.3 ± 5.8 (n=3) | 55.0 ± 7.1 (n=2) | 66.7 ± 11.5 (n=3) |" in md
+    assert (f"| fine-tuning | +10.0 ± 10.0 (f{i[0]} +10.0, f{i[1]} +20.0, f{i[2]} +0.0) | — | "
+            f"+10.0 ± 10.0 (f0 +10.0, f1 +20.0, f2 +0.0) |") in md
+
+
+def test_repeated_runs_count_as_the_mean_of_each_fold_with_their_spread(env: dict[str, Path], tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    r = env["nnUNet_results"]
+    run2 = r / DATASET / "vox2vec_repeats" / "run2"
+    # scratch, run 1: per fold means .3 .6 .8; run 2 (folds 0, 1): .5 .5
+    #   liver per fold (.2+.4)/2=.3, (.6+.5)/2=.55, .8; mean over labels per fold .4 .55 .8 -> 58.3 ± 20.2
+    #   run-to-run: var(.3, .5)=.02, var(.6, .5)=.005 -> sqrt(.0125) = .1118034
+    for f, (liver, spleen) in enumerate([(0.2, 0.4), (0.6, 0.6), (0.8, 0.8)]):
+        _write_fold(r, "scratch", f, liver, spleen, params=48_592_477)
+    for f, (liver, spleen) in enumerate([(0.4, 0.6), (0.5, 0.5)]):
+        _write_fold(run2, "scratch", f, liver, spleen, params=48_592_477)
+    # fine-tuning, run 1 only: .5 .6 .9 -> paired with .4 .55 .8: +.1 +.05 +.1 -> +8.3 ± 2.9
+    for f, d in enumerate([0.5, 0.6, 0.9]):
+        _write_fold(r, "finetune", f, d, d, params=48_592_477)
+    out = tmp_path / "out"
+    assert main(["-d", DATASET, "--setups", "scratch", "finetune", "--folds", "3", "--repeats", "2",
+                 "-o", str(out)]) == 0
+    rows = _read_csv(out / "dice_table.csv")
+    assert float(rows["scratch"]["mean_dice_mean"]) == pytest.approx((0.4 + 0.55 + 0.8) / 3)
+    assert float(rows["scratch"]["liver_dice_mean"]) == pytest.approx((0.3 + 0.55 + 0.8) / 3)
+    assert rows["scratch"]["runs_per_fold"] == "0:2 1:2 2:1"
+    assert float(rows["scratch"]["run_to_run_std"]) == pytest.approx(0.1118034, abs=1e-7)
+    assert rows["finetune"]["runs_per_fold"] == "0:1 1:1 2:1" and rows["finetune"]["run_to_run_std"] == ""
+    assert float(rows["finetune"]["paired_diff_mean"]) == pytest.approx(0.25 / 3)
+    md = (out / "dice_table.md").read_text()
+    assert "| Mean | Runs per fold | Run-to-run std | Δ Mean vs from scratch, per fold |" in md
+    assert "| 58.3 ± 20.2 | 1-2 | 11.2 | — | — |" in md
+    assert "| 66.7 ± 20.8 | 1 | n/a | f0 +10.0, f1 +5.0, f2 +10.0 | +8.3 ± 2.9 |" in md
+    assert "scratch, fold 2: run 2: fold not trained (folder missing)" in md
+    assert "finetune: run 2: never trained (no results folder)" in md
+
+    # one run (the default) reads the regular folder only, and shows no run columns
+    assert main(["-d", DATASET, "--setups", "scratch", "--folds", "3", "-o", str(out)]) == 0
+    assert float(_read_csv(out / "dice_table.csv")["scratch"]["mean_dice_mean"]) == pytest.approx(
+        (0.3 + 0.6 + 0.8) / 3)
+    assert "Runs per fold" not in (out / "dice_table.md").read_text()
+    assert main(["-d", DATASET, "--setups", "scratch", "--folds", "3", "--repeats", "0"]) == 2
+    assert "--repeats must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_resume_decision(tmp_path: Path) -> None:

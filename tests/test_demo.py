@@ -49,7 +49,7 @@ def test_table1_mode_runs_every_setup_at_the_demo_budget_then_few_labels(tmp_pat
 
     commands: list[list[str]] = []
     monkeypatch.setattr(Demo, "run", lambda self, name, args: commands.append([str(a) for a in args]))
-    demo = Demo(DemoSettings(workspace=tmp_path, table1=True, labeled_cases=(1, 2)))
+    demo = Demo(DemoSettings(workspace=tmp_path, table1=True, labeled_cases=(1, 2), repeats=2))
     table, labeled = demo.table1(tmp_path / "fpn.pth")
     assert len(commands) == 2 and all(c[0] == "vox2vec_nnunet_benchmark" for c in commands)
     all_setups, few = commands
@@ -59,8 +59,18 @@ def test_table1_mode_runs_every_setup_at_the_demo_budget_then_few_labels(tmp_pat
     assert few[few.index("--labeled") + 1:] == ["1", "2"] and "--labeled" not in all_setups
     for c in commands:
         assert c[c.index("--trainer_variant") + 1] == "Demo" and c[c.index("--folds") + 1] == "3"
+        assert c[c.index("--repeats") + 1] == "2"
     assert (table, labeled) == (tmp_path / "table1", tmp_path / "table1_labeled")
     settings = demo.table1_settings()
     assert "every setup 500 iterations (5 x 100), Adam lr 0.003" in settings
     assert "frozen for 166 iterations, then its lr rises 3e-05 -> 0.0003 over 13" in settings
     assert "with and without BatchNorm statistics re-estimated" in settings
+    assert "2 runs of each fold, a fold counts as the mean of its runs" in settings
+
+
+def test_repeats_go_with_the_table1_mode(tmp_path, capsys):
+    assert main(["-o", str(tmp_path / "demo"), "--repeats", "2"]) == 2
+    assert "--repeats goes with --table1" in capsys.readouterr().err
+    assert main(["-o", str(tmp_path / "demo"), "--table1", "--repeats", "0"]) == 2
+    assert "--repeats must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()  # refused before anything was made

@@ -6,6 +6,7 @@ pre-training (seeded; interrupted and resumed to the same weights) -> probing fr
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -97,6 +98,29 @@ def test_find_best_configuration_ranks_the_vox2vec_model(ws):
                "-f", "0", "1", "--disable_ensembling", "-np", "1"], ws["env"]).stdout
     assert f"{SEG}__Vox2VecPlans__3d_vox2vec" in out
     assert (ws["results"] / "Dataset501_Phantoms" / "inference_information.json").is_file()
+
+
+def test_benchmark_repeats_a_fold_in_a_results_root_of_its_own(ws):
+    """--repeats 2: fold 0 (trained above) is run 1 and is kept; run 2 trains it again under
+    vox2vec_repeats/run2, given to nnUNetv2_train as its nnUNet_results; the table counts the
+    fold once, as the mean of its two runs, with their spread."""
+    regular = seg_folder(ws, SEG) / "fold_0"
+    before = (regular / "checkpoint_final.pth").stat().st_mtime_ns
+    out = run(["vox2vec_nnunet_benchmark", "-d", DATASET, "--setups", "scratch", "--trainer_variant", "Test",
+               "--folds", "5", "--fold_ids", "0", "--repeats", "2", "--run", "-device", "cpu",
+               "-o", ws["root"] / "repeats"], ws["env"]).stdout
+    assert f"[scratch fold 0, run 1] skip (finished): {regular}" in out
+    again = (ws["results"] / "Dataset501_Phantoms" / "vox2vec_repeats" / "run2" / "Dataset501_Phantoms"
+             / f"{SEG}__Vox2VecPlans__3d_vox2vec" / "fold_0")
+    assert (again / "checkpoint_final.pth").is_file() and (again / "validation" / "summary.json").is_file()
+    assert (regular / "checkpoint_final.pth").stat().st_mtime_ns == before
+    runs = [json.loads((folder / "validation" / "summary.json").read_text())["mean"] for folder in (regular, again)]
+    per_run = [np.mean([label["Dice"] for label in dice.values()]) for dice in runs]
+    with (ws["root"] / "repeats" / "dice_table.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["runs_per_fold"] == "0:2" and row["num_folds"] == "1"
+    assert float(row["mean_dice_mean"]) == pytest.approx(np.mean(per_run))
+    assert float(row["run_to_run_std"]) == pytest.approx(np.std(per_run, ddof=1))
 
 
 def test_wrong_plans_and_missing_weights_get_clear_messages(ws):

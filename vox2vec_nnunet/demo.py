@@ -18,6 +18,8 @@ paper's Table 1 (from scratch, linear and non-linear probing, fine-tuning and th
 baselines, both kinds) at the same demo budget on the same folds, then from scratch,
 fine-tuning and non-linear probing on 1, 2 and 4 labeled cases per fold, and writes the table
 (with each setup's paired difference to from scratch) and the Dice-vs-labeled-cases figure.
+``--repeats R`` trains every fold of that mode R times (nnU-Net's training is not deterministic)
+and counts each fold as the mean of its runs, with the run-to-run spread beside it.
 """
 from __future__ import annotations
 
@@ -66,6 +68,8 @@ class DemoSettings:
     num_processes: int = 2
     table1: bool = False
     labeled_cases: tuple[int, ...] = (1, 2, 4)
+    repeats: int = 1
+    """Runs of every fold in the Table 1 mode (``vox2vec_nnunet_benchmark --repeats``)."""
     pretrain_seeds: tuple[int, ...] = (0,)
     """One pre-training per seed; with several, the linear probe's spread over them."""
 
@@ -191,12 +195,13 @@ class Demo:
         self.run(name, ["vox2vec_nnunet_benchmark", "-d", LABELED_ID, "-p", PLANS, "-c", SEG_CONFIG,
                         "--setups", *setups, "--folds", self.s.folds, "--pretrained_weights", weights, "--run",
                         "-device", self.s.device, "--trainer_variant", self.s.trainer_variant, "-o", output,
-                        *(["--labeled", *labeled] if labeled else [])])
+                        "--repeats", self.s.repeats, *(["--labeled", *labeled] if labeled else [])])
         return output
 
     def table1(self, weights: Path) -> tuple[Path, Path]:
+        runs = "" if self.s.repeats == 1 else f", {self.s.repeats} runs of each fold"
         self.step(f"4/5 Table 1: {len(TABLE1_SETUPS)} setups x {self.s.folds} folds, then "
-                  f"{', '.join(LABELED_SETUPS)} on {', '.join(map(str, self.s.labeled_cases))} labeled cases")
+                  f"{', '.join(LABELED_SETUPS)} on {', '.join(map(str, self.s.labeled_cases))} labeled cases{runs}")
         table = self.benchmark("table1", weights, TABLE1_SETUPS)
         labeled = self.benchmark("table1_labeled", weights, LABELED_SETUPS, self.s.labeled_cases)
         return table, labeled
@@ -215,7 +220,9 @@ class Demo:
                 f"base channels x {self.s.num_levels} levels; {self.s.folds} folds; {schedule}; random baselines: "
                 f"the same FPN frozen at random initialisation, with and without BatchNorm statistics "
                 f"re-estimated on 20 training batches; few labels: {', '.join(map(str, self.s.labeled_cases))} "
-                f"labeled cases drawn from each fold's training cases; device {self.s.device}.")
+                f"labeled cases drawn from each fold's training cases; "
+                f"{'one run of each fold' if self.s.repeats == 1 else f'{self.s.repeats} runs of each fold, a fold counts as the mean of its runs'}"
+                f"; device {self.s.device}.")
 
     def report_table1(self, table: Path, labeled: Path) -> None:
         self.step("5/5 results")

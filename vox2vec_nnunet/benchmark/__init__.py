@@ -11,6 +11,8 @@ the number of trainable parameters (Fig. 2). Every number here comes from nnU-Ne
 * :mod:`.splits` — K-fold ``splits_final.json`` and the appended few-labeled-cases splits;
 * :mod:`.runner` — trains what is missing, resuming unfinished folds;
 * :mod:`.collect` — reads the folds back (Dice per label, the trainers' run records);
+* :mod:`.repeats` — every fold trained several times (nnU-Net's training is not
+  deterministic), a results root per run, each fold the mean over its runs;
 * :mod:`.table` — mean ± std over folds, as Markdown and CSV;
 * :mod:`.pretraining_curve` — the checkpoints of pre-training runs, a results root for each,
   Dice against pre-training iterations and its spread over seeds;

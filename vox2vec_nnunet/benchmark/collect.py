@@ -80,11 +80,18 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class FoldResult:
-    """One finished fold: Dice per label name (validation cases of the fold) and its run record."""
+    """One finished fold: Dice per label name (validation cases of the fold) and its run record;
+    for a fold trained several times (:mod:`.repeats`) the mean over its runs, with each run's
+    mean Dice over labels in ``run_mean_dice`` (empty: a single run)."""
 
     fold: int
     dice: dict[str, float]
     run: RunRecord | None
+    run_mean_dice: tuple[float, ...] = ()
+
+    @property
+    def num_runs(self) -> int:
+        return max(1, len(self.run_mean_dice))
 
 
 def foreground_labels(dataset_json: dict, source: Path | str) -> dict[str, str]:

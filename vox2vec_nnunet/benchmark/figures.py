@@ -20,7 +20,7 @@ from matplotlib.ticker import FixedLocator, NullLocator
 from vox2vec_nnunet.benchmark.collect import Problem
 from vox2vec_nnunet.benchmark.pretraining_curve import CurvePoint
 from vox2vec_nnunet.benchmark.setups import PRETRAINED
-from vox2vec_nnunet.benchmark.table import Row
+from vox2vec_nnunet.benchmark.table import Row, all_cases_label
 
 _MARKERS = "osD^vP*Xhp"
 TITLE_WIDTH = 90
@@ -101,8 +101,7 @@ def plot_dice_vs_labeled(rows: Sequence[tuple[int, Row]], path: Path, subtitle: 
                     label=first.setup.label, **_style(i, first))
     ticks = {k: str(k) for k, _ in rows}
     if all_x is not None:
-        low, high = min(all_cases), max(all_cases)
-        ticks[all_x] = f"all ({low})" if low == high else f"all ({low}-{high})"
+        ticks[all_x] = all_cases_label(all_cases)
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_locator(FixedLocator(sorted(ticks)))
     ax.xaxis.set_minor_locator(NullLocator())

@@ -147,7 +147,7 @@ def run_jobs(jobs: Sequence[Job], dataset: str, layout: ResultsLayout,
 
     ``env`` overrides environment variables of the ``nnUNetv2_train`` processes, e.g. the
     ``nnUNet_results`` that ``layout`` lies in (a pre-training checkpoint's own results root,
-    :mod:`.pretraining_curve`)."""
+    :mod:`.pretraining_curve`, or a repeated run's, :mod:`.repeats`)."""
     outcomes = []
     for job in jobs:
         fold_dir = layout.fold_dir(job.setup.trainer, job.fold)

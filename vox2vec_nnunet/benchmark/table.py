@@ -10,6 +10,8 @@ Statistics (paper Sect. 5: "mean value and standard deviation of Dice score acro
 * a NaN Dice (a label absent from every validation case and never predicted) is left out of
   its average and reported.
 
+* folds trained several times (``--repeats``, :mod:`.repeats`): each fold is the mean over its
+  runs; the table adds the runs per fold and the run-to-run std of the mean over labels;
 * paired difference to from scratch on the same network (``Setup.reference``: the FPN's setups
   to ``scratch``, nnU-Net's U-Net's to ``unet_scratch``, when it is in the table): per fold, the
   setup's mean over labels minus the reference's on the same fold (the same validation cases),
@@ -31,6 +33,7 @@ from typing import TypeVar
 import numpy as np
 
 from vox2vec_nnunet.benchmark.collect import FoldResult, Problem
+from vox2vec_nnunet.benchmark.repeats import mean_over_labels, run_to_run_std
 from vox2vec_nnunet.benchmark.setups import Setup
 
 T = TypeVar("T")
@@ -77,6 +80,8 @@ class Row:
     backbone_source: str  # "pretrained", "random_init", MIXED or UNKNOWN
     num_iterations: int | None
     batch_size: int | None
+    runs_per_fold: tuple[int, ...] = ()  # finished runs of each fold (:mod:`.repeats`), aligned with ``folds``
+    run_to_run_std: float | None = None  # pooled over the folds with two runs or more
 
     def budget(self) -> str:
         if self.num_iterations is None or self.batch_size is None:
@@ -107,8 +112,7 @@ def summarise(setup: Setup, folds: Sequence[FoldResult]) -> tuple[Row, list[Prob
         if nan_labels:
             problems.append(Problem(setup.name, f.fold, f"Dice is NaN for {', '.join(nan_labels)}; "
                                     f"left out of the averages"))
-    per_fold_mean = [float(np.nanmean(list(f.dice.values()))) if any(
-        math.isfinite(d) for d in f.dice.values()) else math.nan for f in folds]
+    per_fold_mean = [mean_over_labels(f.dice) for f in folds]
     params, p1 = _agreed(setup, folds, "trainable parameters", lambda f: f.run.trainable_parameters)
     source, p2 = _agreed(setup, folds, "backbone source", lambda f: f.run.backbone_source)
     budget, p3 = _agreed(setup, folds, "training budget (iterations, batch size)",
@@ -122,7 +126,8 @@ def summarise(setup: Setup, folds: Sequence[FoldResult]) -> tuple[Row, list[Prob
               trainable_parameters=params,
               backbone_source=source,
               num_iterations=None if budget is None else budget[0],
-              batch_size=None if budget is None else budget[1])
+              batch_size=None if budget is None else budget[1],
+              runs_per_fold=tuple(f.num_runs for f in folds), run_to_run_std=run_to_run_std(folds))
     return row, problems
 
 
@@ -166,6 +171,20 @@ def _paired(rows: Sequence[Row]) -> list[PairedDifference | None]:
     return paired if any(p is not None for p in paired) else []
 
 
+def _repeated(rows: Sequence[Row]) -> bool:
+    return any(n > 1 for r in rows for n in r.runs_per_fold)
+
+
+def _runs(row: Row) -> str:
+    """Runs per fold: ``2``, or ``1-2`` when the folds differ."""
+    low, high = min(row.runs_per_fold, default=1), max(row.runs_per_fold, default=1)
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def _run_to_run(row: Row) -> str:
+    return "n/a" if row.run_to_run_std is None else f"{100 * row.run_to_run_std:.1f}"
+
+
 def _parameters(row: Row) -> str:
     return UNKNOWN if row.trainable_parameters is None else f"{row.trainable_parameters:,}"
 
@@ -191,6 +210,12 @@ def dice_table_markdown(rows: Sequence[Row], label_names: Sequence[str],
     caption = ("Dice (%) on each fold's validation cases: mean ± sample standard deviation "
                "(ddof=1) over folds, n/a with a single fold. Mean: mean over labels per fold, "
                "then over folds.")
+    if _repeated(rows):
+        header += ["Runs per fold", "Run-to-run std"]
+        for r, cells in zip(rows, body):
+            cells += [_runs(r), _run_to_run(r)]
+        caption += (" Folds trained several times count as the mean over their runs; run-to-run std: the "
+                    "sample std of a fold's Mean over its runs, pooled over folds (percentage points).")
     paired = _paired(rows)
     if paired:
         header += ["Δ Mean vs from scratch, per fold", "Δ Mean (paired)"]
@@ -221,7 +246,7 @@ def write_dice_table_csv(rows: Sequence[Row], label_names: Sequence[str], path: 
               "num_iterations", "batch_size", "num_folds", "folds"]
     for name in label_names:
         header += [f"{name}_dice_mean", f"{name}_dice_std"]
-    header += ["mean_dice_mean", "mean_dice_std", "mean_dice_per_fold"]
+    header += ["mean_dice_mean", "mean_dice_std", "mean_dice_per_fold", "runs_per_fold", "run_to_run_std"]
     paired = _paired(rows)
     if paired:
         header += ["paired_reference", "paired_diff_per_fold", "paired_diff_mean", "paired_diff_std"]
@@ -234,7 +259,8 @@ def write_dice_table_csv(rows: Sequence[Row], label_names: Sequence[str], path: 
                     len(r.folds), " ".join(map(str, r.folds))]
             for stats in [*(r.label_dice[n] for n in label_names), r.mean_dice]:
                 line += [_csv_number(stats.mean), _csv_number(stats.std)]
-            line.append(_csv_per_fold(r.folds, r.fold_mean_dice))
+            line += [_csv_per_fold(r.folds, r.fold_mean_dice), _csv_per_fold(r.folds, r.runs_per_fold),
+                     _csv_number(r.run_to_run_std)]
             if paired:
                 line += ["", "", "", ""] if p is None else [
                     r.setup.reference, _csv_per_fold(p.folds, p.differences), _csv_number(p.stats.mean),
@@ -249,39 +275,54 @@ def _by_setup(rows: Sequence[tuple[int, Row]]) -> dict[str, dict[int, Row]]:
     return grouped
 
 
-def label_efficiency_markdown(rows: Sequence[tuple[int, Row]],
-                              problems: Sequence[Problem] = ()) -> str:
-    """Mean Dice (%) per setup (rows) and number of labeled training cases (columns)."""
-    budgets = sorted({k for k, _ in rows})
-    grouped = _by_setup(rows)
-    header = ["Setup", "Backbone", "Trainable params",
-              *(f"{k} labeled" for k in budgets)]
+def all_cases_label(all_cases: Sequence[int]) -> str:
+    """How the regular folds' result is named beside k labeled cases: ``all (6)`` or ``all (5-6)``,
+    the number of training cases of the regular folds."""
+    low, high = min(all_cases), max(all_cases)
+    return f"all ({low})" if low == high else f"all ({low}-{high})"
+
+
+def label_efficiency_markdown(rows: Sequence[tuple[int, Row]], problems: Sequence[Problem] = (),
+                              all_labeled: Sequence[Row] = (), all_cases: Sequence[int] = ()) -> str:
+    """Mean Dice (%) per setup (rows) and number of labeled training cases (columns), ending in
+    the setup's result with all labels when given (``all_labeled``: the regular folds, which
+    train on ``all_cases`` cases each), the same as the label-efficiency figure."""
+    columns: list[tuple[str, dict[str, Row]]] = []
+    for k in sorted({k for k, _ in rows}):
+        columns.append((f"{k} labeled", {r.setup.name: r for n, r in rows if n == k}))
+    if all_labeled and all_cases:
+        columns.append((all_cases_label(all_cases), {r.setup.name: r for r in all_labeled}))
+    setups = list(dict.fromkeys(r.setup.name for _, r in rows))
+    first = {r.setup.name: r for _, r in reversed(rows)}
+    repeated = _repeated([r for _, by in columns for r in by.values()])
     body = []
-    for by_k in grouped.values():
-        first = next(iter(by_k.values()))
-        cells = [f"{by_k[k].mean_dice.percent()} (n={len(by_k[k].folds)})" if k in by_k else "—"
-                 for k in budgets]
-        body.append([first.setup.label, first.backbone_source, _parameters(first), *cells])
+    for name in setups:
+        cells = [f"{by[name].mean_dice.percent()} (n={len(by[name].folds)}"
+                 f"{f', {_runs(by[name])} runs' if repeated else ''})" if name in by else "—"
+                 for _, by in columns]
+        body.append([first[name].setup.label, first[name].backbone_source, _parameters(first[name]), *cells])
     caption = ("Mean Dice (%) over labels on each regular fold's validation cases, training on k "
-               "labeled cases drawn from that fold's training cases (nested, seeded): mean ± "
-               "sample standard deviation (ddof=1) over folds, n = number of folds.")
-    text = caption + "\n\n" + _markdown(header, body)
+               "labeled cases drawn from that fold's training cases (nested, seeded)"
+               + (", or on all of them" if len(columns) > len({k for k, _ in rows}) else "")
+               + ": mean ± sample standard deviation (ddof=1) over folds, n = number of folds"
+               + ("; a fold trained several times counts as the mean over its runs." if repeated else "."))
+    text = caption + "\n\n" + _markdown(["Setup", "Backbone", "Trainable params", *(c for c, _ in columns)], body)
     paired_body = []
-    for by_k in grouped.values():
-        setup = next(iter(by_k.values())).setup
-        references = grouped.get(setup.reference, {})
-        if setup.name == setup.reference or not references:
+    for name in setups:
+        setup = first[name].setup
+        if setup.name == setup.reference or not any(setup.reference in by for _, by in columns):
             continue
         cells = []
-        for k in budgets:
-            paired = (paired_difference(by_k[k], references[k]) if k in by_k and k in references else None)
+        for _, by in columns:
+            paired = (paired_difference(by[name], by[setup.reference])
+                      if name in by and setup.reference in by else None)
             cells.append("—" if paired is None else f"{paired.percent()} ({paired.percent_per_fold()})")
         paired_body.append([setup.label, *cells])
     if paired_body:
         text += ("\n\nPaired difference to from scratch on the same network (percentage points): per fold "
                  "(f = the split's fold index) the setup's mean Dice minus that of from scratch on the same "
                  "validation cases, then mean ± sample std over folds.\n\n"
-                 + _markdown(["Setup", *(f"{k} labeled" for k in budgets)], paired_body))
+                 + _markdown(["Setup", *(c for c, _ in columns)], paired_body))
     return text + _notes(problems) + "\n"
 
 
@@ -291,10 +332,11 @@ def write_label_efficiency_csv(rows: Sequence[tuple[int, Row]], path: Path) -> N
         writer = csv.writer(f)
         writer.writerow(["setup", "label", "trainer", "backbone_source", "trainable_parameters",
                          "num_labeled", "num_folds", "fold_indices", "mean_dice_mean",
-                         "mean_dice_std"])
+                         "mean_dice_std", "runs_per_fold", "run_to_run_std"])
         for by_k in _by_setup(rows).values():
             for num_labeled, r in sorted(by_k.items()):
                 writer.writerow([r.setup.name, r.setup.label, r.setup.trainer, r.backbone_source,
                                  _csv_int(r.trainable_parameters), num_labeled, len(r.folds),
                                  " ".join(map(str, r.folds)), _csv_number(r.mean_dice.mean),
-                                 _csv_number(r.mean_dice.std)])
+                                 _csv_number(r.mean_dice.std), _csv_per_fold(r.folds, r.runs_per_fold),
+                                 _csv_number(r.run_to_run_std)])

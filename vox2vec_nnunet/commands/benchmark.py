@@ -9,7 +9,8 @@ Collects ``fold_k/validation/summary.json`` of every evaluation setup (see
 * ``dice_vs_parameters.png``: mean Dice against trainable parameters, log x (Fig. 2);
 * with ``--labeled 1 2 4 ...``: ``label_efficiency.md`` / ``.csv`` and ``dice_vs_labeled.png``,
   Dice when training on k labeled cases of each fold (the paper's stated future work), the
-  figure's last point the regular folds' result (all labeled training cases);
+  table's last column and the figure's last point the regular folds' result (all labeled
+  training cases);
 * with ``--pretraining_curve CKPT|FOLDER ...``: ``pretraining_curve.md`` / ``.csv`` and
   ``dice_vs_pretraining.png``, the setups that start from pre-trained weights trained from
   each checkpoint (in a results root of its own), against pre-training iterations, with the
@@ -19,7 +20,9 @@ Collects ``fold_k/validation/summary.json`` of every evaluation setup (see
 
 With ``--run`` the missing folds are first trained by ``nnUNetv2_train`` (resuming unfinished
 ones), after writing ``splits_final.json`` for ``--folds K`` (the paper: 5 folds on BTCV, 3 on
-MSD) and the label-efficiency splits.
+MSD) and the label-efficiency splits. ``--repeats R`` trains and collects every fold R times
+(nnU-Net's training is not deterministic): each fold counts as the mean over its runs, and the
+tables add the runs per fold and the run-to-run std (``vox2vec_nnunet.benchmark.repeats``).
 
 The FPN setups train on the plans of ``-p``/``-c`` (``vox2vec_nnunet_plan``'s); the ``unet_*``
 setups train nnU-Net's own U-Net of ``--unet_plans``/``--unet_configuration`` (e.g.
@@ -49,12 +52,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from vox2vec_nnunet.benchmark.collect import FoldResult, Problem, collect_setup, foreground_labels
+from vox2vec_nnunet.benchmark.collect import FoldResult, Problem, foreground_labels
 from vox2vec_nnunet.benchmark.figures import (plot_dice_vs_labeled, plot_dice_vs_parameters,
                                               plot_dice_vs_pretraining)
 from vox2vec_nnunet.benchmark.layout import ResultsLayout
 from vox2vec_nnunet.benchmark.pretraining_curve import (CurvePoint, PretrainingCheckpoint, curve_markdown,
                                                         checkpoint_results_root, find_checkpoints, write_curve_csv)
+from vox2vec_nnunet.benchmark.repeats import REPEATS_SUBDIR, collect_runs, repeat_layout
 from vox2vec_nnunet.benchmark.runner import (Job, Outcome, check_weights, find_nnunet_train,
                                              run_jobs)
 from vox2vec_nnunet.benchmark.setups import SETUPS, Setup, resolve_setups
@@ -109,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="checkpoints of vox2vec pre-training runs (files, snapshots folders or fold_all folders): "
                         "train the setups that need weights from each, and draw Dice against pre-training "
                         "iterations (instead of --pretrained_weights)")
+    p.add_argument("--repeats", type=int, default=1, metavar="R",
+                   help="train (with --run) and collect every fold R times, since nnU-Net's training is not "
+                        "deterministic: run 1 in the regular results folder, run r in "
+                        f"$nnUNet_results/DatasetXXX/{REPEATS_SUBDIR}/run<r>; a fold counts as the mean over "
+                        "its runs and the table adds the run-to-run std (default: %(default)s)")
     p.add_argument("--overwrite_splits", action="store_true",
                    help="with --run: replace a splits_final.json that has another number of folds")
     p.add_argument("-o", dest="output", type=Path,
@@ -171,10 +180,10 @@ def _labels(dataset: str, candidates: Sequence[Path]) -> dict[str, str]:
 
 
 def _collect_rows(layout: ResultsLayout, setups: Sequence[Setup], folds: Sequence[int],
-                  labels: dict[str, str]) -> tuple[list[Row], list[Problem]]:
+                  labels: dict[str, str], repeats: int = 1) -> tuple[list[Row], list[Problem]]:
     rows, problems = [], []
     for setup in setups:
-        found, p = collect_setup(layout, setup, folds, labels)
+        found, p = collect_runs(layout, setup, folds, labels, repeats)
         problems += p
         if found:
             row, p = summarise(setup, found)
@@ -186,8 +195,8 @@ def _collect_rows(layout: ResultsLayout, setups: Sequence[Setup], folds: Sequenc
 
 
 def _collect_labeled(layout: ResultsLayout, setups: Sequence[Setup], folds: Sequence[int],
-                     budgets: Sequence[int], state: SplitsState | None, labels: dict[str, str]
-                     ) -> tuple[list[tuple[int, Row]], list[Problem]]:
+                     budgets: Sequence[int], state: SplitsState | None, labels: dict[str, str],
+                     repeats: int = 1) -> tuple[list[tuple[int, Row]], list[Problem]]:
     rows: list[tuple[int, Row]] = []
     problems: list[Problem] = []
     indices = sorted(s.fold_index for s in (state.labeled if state is not None else [])
@@ -209,7 +218,7 @@ def _collect_labeled(layout: ResultsLayout, setups: Sequence[Setup], folds: Sequ
                     problems.append(Problem(setup.name, f, f"no split with {k} labeled cases yet "
                                             f"(created by --run --labeled {k})"))
                     continue
-                fold_found, p = collect_setup(layout, setup, [index], labels)
+                fold_found, p = collect_runs(layout, setup, [index], labels, repeats)
                 found += fold_found
                 problems += [Problem(q.setup, q.fold, f"{k} labeled, regular fold {f}: {q.message}",
                                      q.path) for q in p]
@@ -266,15 +275,19 @@ def _run_missing(args: argparse.Namespace, arms: Sequence[Arm], fold_ids: Sequen
         device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device: {device}")
     outcomes: list[Outcome] = []
-    for arm in arms:
-        regular = [s for s in arm.setups if s not in curve]
-        jobs = [Job(s, f, f"fold {f}") for s in regular for f in fold_ids]
-        for s in regular:
-            for k in budgets:
-                for f in fold_ids:
-                    index = state.fold_index(k, f)
-                    jobs.append(Job(s, index, f"{k} labeled, fold {f} (split {index})"))
-        outcomes += run_jobs(jobs, dataset, arm.layout, arm.pretrained_weights, device, executable)
+    for run in range(1, args.repeats + 1):  # every fold once before any fold twice
+        for arm in arms:
+            regular = [s for s in arm.setups if s not in curve]
+            of_run = "" if args.repeats == 1 else f", run {run}"
+            jobs = [Job(s, f, f"fold {f}{of_run}") for s in regular for f in fold_ids]
+            for s in regular:
+                for k in budgets:
+                    for f in fold_ids:
+                        index = state.fold_index(k, f)
+                        jobs.append(Job(s, index, f"{k} labeled, fold {f} (split {index}){of_run}"))
+            layout = repeat_layout(arm.layout, run)
+            env = {} if layout is arm.layout else {"nnUNet_results": str(layout.dataset_results_dir.parent)}
+            outcomes += run_jobs(jobs, dataset, layout, arm.pretrained_weights, device, executable, env=env)
     layout = arms[0].layout
     for checkpoint in checkpoints:
         root = checkpoint_results_root(layout.dataset_results_dir, checkpoint)
@@ -313,6 +326,8 @@ def _main(args: argparse.Namespace) -> int:
         raise Vox2VecError("--overwrite_splits only applies with --run (splits are written there)")
     if args.folds < 2:
         raise Vox2VecError(f"--folds must be at least 2, got {args.folds}")
+    if args.repeats < 1:
+        raise Vox2VecError(f"--repeats must be at least 1, got {args.repeats}")
     fold_ids = list(dict.fromkeys(args.fold_ids)) if args.fold_ids else list(range(args.folds))
     bad = [f for f in fold_ids if not 0 <= f < args.folds]
     if bad:
@@ -320,9 +335,9 @@ def _main(args: argparse.Namespace) -> int:
     budgets = sorted(set(args.labeled or []))
     checkpoints: list[PretrainingCheckpoint] = []
     if args.pretraining_curve:
-        if args.pretrained_weights is not None or budgets:
+        if args.pretrained_weights is not None or budgets or args.repeats > 1:
             raise Vox2VecError("--pretraining_curve takes the place of --pretrained_weights and does not go with "
-                               "--labeled")
+                               "--labeled or --repeats")
         if not any(s.needs_weights and not s.own_unet for s in setups):
             raise Vox2VecError(f"--pretraining_curve: none of the setups {', '.join(s.name for s in setups)} "
                                f"starts from pre-trained FPN weights (e.g. linear_probe)")
@@ -378,7 +393,7 @@ def _main(args: argparse.Namespace) -> int:
     if any(arm.setups for arm in arms):
         problems: list[Problem] = []
         for arm in arms:
-            arm_rows, arm_problems = _collect_rows(arm.layout, arm.setups, fold_ids, labels)
+            arm_rows, arm_problems = _collect_rows(arm.layout, arm.setups, fold_ids, labels, args.repeats)
             rows += arm_rows
             problems += arm_problems
         written += [output / "dice_table.md", output / "dice_table.csv"]
@@ -395,16 +410,18 @@ def _main(args: argparse.Namespace) -> int:
     if budgets:
         labeled_problems: list[Problem] = []
         for arm in arms:
-            arm_rows, arm_problems = _collect_labeled(arm.layout, arm.setups, fold_ids, budgets, state, labels)
+            arm_rows, arm_problems = _collect_labeled(arm.layout, arm.setups, fold_ids, budgets, state, labels,
+                                                      args.repeats)
             labeled_rows += arm_rows
             labeled_problems += arm_problems
-        labeled_markdown = label_efficiency_markdown(labeled_rows, labeled_problems)
+        all_cases = [len(state.splits[f]["train"]) for f in fold_ids] if state is not None else []
+        labeled_markdown = label_efficiency_markdown(labeled_rows, labeled_problems, all_labeled=rows,
+                                                     all_cases=all_cases)
         (output / "label_efficiency.md").write_text(labeled_markdown)
         write_label_efficiency_csv(labeled_rows, output / "label_efficiency.csv")
         written += [output / "label_efficiency.md", output / "label_efficiency.csv"]
         if labeled_rows:
             written.append(output / "dice_vs_labeled.png")
-            all_cases = [len(state.splits[f]["train"]) for f in fold_ids] if state is not None else []
             plot_dice_vs_labeled(labeled_rows, written[-1], _subtitle(dataset, plans, [r for _, r in labeled_rows]),
                                  all_labeled=rows, all_cases=all_cases)
         print(labeled_markdown)

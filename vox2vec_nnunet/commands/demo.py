@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from vox2vec_nnunet.demo import DemoSettings, run_demo
-from vox2vec_nnunet.errors import command
+from vox2vec_nnunet.errors import Vox2VecError, command
 
 
 @command
@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
                         "from scratch, fine-tuning and non-linear probing on few labeled cases (--labeled_cases)")
     p.add_argument("--labeled_cases", type=int, nargs="+", default=[1, 2, 4], metavar="K",
                    help="with --table1: numbers of labeled training cases per fold (default: 1 2 4)")
+    p.add_argument("--repeats", type=int, default=1, metavar="R",
+                   help="with --table1: train every fold R times and count it as the mean of its runs, with the "
+                        "run-to-run spread (nnU-Net's training is not deterministic; default: %(default)s)")
     p.add_argument("--trainer_variant", help="suffix of the trainer variants to use instead (e.g. Demo, DemoLong)")
     p.add_argument("-device", default="cpu", choices=("cpu", "cuda"), help="(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="phantom seed (default: %(default)s)")
@@ -37,9 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-np", "--num_processes", type=int, default=max(1, os.cpu_count() or 1),
                    help="processes for data work (default: %(default)s)")
     args = p.parse_args(argv)
+    if args.repeats != 1 and not args.table1:
+        raise Vox2VecError("--repeats goes with --table1 (the demo's probes run once per fold)")
+    if args.repeats < 1:
+        raise Vox2VecError(f"--repeats must be at least 1, got {args.repeats}")
     variant = args.trainer_variant or ("DemoLong" if args.long else "Demo")
     return run_demo(DemoSettings(workspace=args.workspace.resolve(), labeled=args.labeled, unlabeled=args.unlabeled,
                                  folds=args.folds, trainer_variant=variant, device=args.device, seed=args.seed,
                                  num_processes=args.num_processes, table1=args.table1,
-                                 labeled_cases=tuple(args.labeled_cases),
+                                 labeled_cases=tuple(args.labeled_cases), repeats=args.repeats,
                                  pretrain_seeds=tuple(dict.fromkeys(args.pretrain_seeds))))
