@@ -290,7 +290,8 @@ def label_efficiency_markdown(rows: Sequence[tuple[int, Row]], problems: Sequenc
     columns: list[tuple[str, dict[str, Row]]] = []
     for k in sorted({k for k, _ in rows}):
         columns.append((f"{k} labeled", {r.setup.name: r for n, r in rows if n == k}))
-    if all_labeled and all_cases:
+    with_all = bool(all_labeled and all_cases)
+    if with_all:
         columns.append((all_cases_label(all_cases), {r.setup.name: r for r in all_labeled}))
     setups = list(dict.fromkeys(r.setup.name for _, r in rows))
     first = {r.setup.name: r for _, r in reversed(rows)}
@@ -303,7 +304,7 @@ def label_efficiency_markdown(rows: Sequence[tuple[int, Row]], problems: Sequenc
         body.append([first[name].setup.label, first[name].backbone_source, _parameters(first[name]), *cells])
     caption = ("Mean Dice (%) over labels on each regular fold's validation cases, training on k "
                "labeled cases drawn from that fold's training cases (nested, seeded)"
-               + (", or on all of them" if len(columns) > len({k for k, _ in rows}) else "")
+               + (", or on all of them" if with_all else "")
                + ": mean ± sample standard deviation (ddof=1) over folds, n = number of folds"
                + ("; a fold trained several times counts as the mean over its runs." if repeated else "."))
     text = caption + "\n\n" + _markdown(["Setup", "Backbone", "Trainable params", *(c for c, _ in columns)], body)
