@@ -574,3 +574,27 @@ def test_label_efficiency_figure_ends_with_all_labels_and_keeps_its_title_inside
     title = ax.title.get_window_extent(renderer)
     assert title.x0 >= 0 and title.x1 <= fig.bbox.x1 and title.y1 <= fig.bbox.y1
     assert ax.get_title().split() == ["Label", "efficiency", *subtitle.split()]  # nothing dropped
+
+
+def test_parameters_figure_legend_stands_beside_the_axes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight setups: the legend lies right of the axes (covering no marker) and inside the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from vox2vec_nnunet.benchmark import figures
+    from vox2vec_nnunet.benchmark.collect import FoldResult, RunRecord
+    from vox2vec_nnunet.benchmark.table import summarise
+
+    drawn = []
+    save = figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, path: (drawn.append(fig), save(fig, path)))
+    rows = []
+    for i, (name, setup) in enumerate((n, s) for n, s in SETUPS.items() if not s.own_unet):
+        record = RunRecord(setup.trainer, setup.expected_backbone_source, None, 1000 * (i + 1), 10**6, 500, 2)
+        rows.append(summarise(setup, [FoldResult(f, {"liver": 0.1 * i, "spleen": 0.5}, record) for f in range(3)])[0])
+    assert len(rows) == 8
+    assert figures.plot_dice_vs_parameters(rows, tmp_path / "f.png") == []
+    (fig,) = drawn
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    axes, legend = fig.axes[0].get_window_extent(renderer), fig.axes[0].get_legend().get_window_extent(renderer)
+    assert legend.x0 >= axes.x1 and legend.x1 <= fig.bbox.x1 and legend.y1 <= fig.bbox.y1
+    assert len(fig.axes[0].get_legend().get_texts()) == 8

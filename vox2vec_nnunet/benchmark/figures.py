@@ -49,10 +49,11 @@ def plot_dice_vs_parameters(rows: Sequence[Row], path: Path, subtitle: str = "")
     """Fig. 2: mean Dice over labels (%) against trainable parameters, log-scale x axis.
 
     One marker per setup, labelled in the legend (from scratch and fine-tuning share their
-    parameter count, so labels written beside the markers would overlap). Returns a Problem for
-    each setup left out (unknown or disagreeing parameter counts).
+    parameter count, so labels written beside the markers would overlap); the legend stands
+    right of the axes, where it covers no marker however many setups there are. Returns a
+    Problem for each setup left out (unknown or disagreeing parameter counts).
     """
-    fig = Figure(figsize=(7.5, 5))
+    fig = Figure(figsize=(10, 5))
     ax = fig.add_subplot()
     left_out = []
     for i, row in enumerate(rows):
@@ -71,7 +72,7 @@ def plot_dice_vs_parameters(rows: Sequence[Row], path: Path, subtitle: str = "")
     ax.grid(True, which="major", alpha=0.3)
     ax.margins(x=0.15, y=0.15)
     if len(left_out) < len(rows):
-        ax.legend(fontsize=8, loc="best")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     _save(fig, path)
     return left_out
 
