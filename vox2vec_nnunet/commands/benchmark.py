@@ -58,7 +58,7 @@ from vox2vec_nnunet.benchmark.figures import (plot_dice_vs_labeled, plot_dice_vs
 from vox2vec_nnunet.benchmark.layout import ResultsLayout
 from vox2vec_nnunet.benchmark.pretraining_curve import (CurvePoint, PretrainingCheckpoint, curve_markdown,
                                                         checkpoint_results_root, find_checkpoints, write_curve_csv)
-from vox2vec_nnunet.benchmark.repeats import REPEATS_SUBDIR, collect_runs, repeat_layout
+from vox2vec_nnunet.benchmark.repeats import REPEATS_SUBDIR, collect_runs, repeat_layout, repeat_results_root
 from vox2vec_nnunet.benchmark.runner import (Job, Outcome, check_weights, find_nnunet_train,
                                              run_jobs)
 from vox2vec_nnunet.benchmark.setups import SETUPS, Setup, resolve_setups
@@ -285,9 +285,9 @@ def _run_missing(args: argparse.Namespace, arms: Sequence[Arm], fold_ids: Sequen
                     for f in fold_ids:
                         index = state.fold_index(k, f)
                         jobs.append(Job(s, index, f"{k} labeled, fold {f} (split {index}){of_run}"))
-            layout = repeat_layout(arm.layout, run)
-            env = {} if layout is arm.layout else {"nnUNet_results": str(layout.dataset_results_dir.parent)}
-            outcomes += run_jobs(jobs, dataset, layout, arm.pretrained_weights, device, executable, env=env)
+            root = repeat_results_root(arm.layout.dataset_results_dir, run)
+            outcomes += run_jobs(jobs, dataset, repeat_layout(arm.layout, run), arm.pretrained_weights, device,
+                                 executable, env={} if root is None else {"nnUNet_results": str(root)})
     layout = arms[0].layout
     for checkpoint in checkpoints:
         root = checkpoint_results_root(layout.dataset_results_dir, checkpoint)
