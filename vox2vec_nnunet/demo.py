@@ -207,6 +207,8 @@ class Demo:
         return table, labeled
 
     def table1_settings(self) -> str:
+        runs = ("one run of each fold" if self.s.repeats == 1 else
+                f"{self.s.repeats} runs of each fold, a fold counts as the mean of its runs")
         budget = VARIANT_BUDGETS.get(self.s.trainer_variant)
         if budget is None:
             schedule = f"trainers *_{self.s.trainer_variant}"
@@ -220,9 +222,7 @@ class Demo:
                 f"base channels x {self.s.num_levels} levels; {self.s.folds} folds; {schedule}; random baselines: "
                 f"the same FPN frozen at random initialisation, with and without BatchNorm statistics "
                 f"re-estimated on 20 training batches; few labels: {', '.join(map(str, self.s.labeled_cases))} "
-                f"labeled cases drawn from each fold's training cases; "
-                f"{'one run of each fold' if self.s.repeats == 1 else f'{self.s.repeats} runs of each fold, a fold counts as the mean of its runs'}"
-                f"; device {self.s.device}.")
+                f"labeled cases drawn from each fold's training cases; {runs}; device {self.s.device}.")
 
     def report_table1(self, table: Path, labeled: Path) -> None:
         self.step("5/5 results")

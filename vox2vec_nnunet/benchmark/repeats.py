@@ -19,7 +19,7 @@ std (``ddof=1``) of the runs' mean Dice over labels, pooled over the folds with 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +46,15 @@ def repeat_layout(layout: ResultsLayout, run: int) -> ResultsLayout:
                                                      layout.configuration)
 
 
+def _finite_mean(values: Iterable[float]) -> float:
+    """The mean of the finite ``values`` (NaN when none is)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
 def mean_over_labels(dice: dict[str, float]) -> float:
     """A fold's mean Dice over its labels, NaN labels left out (NaN when all are)."""
-    finite = [d for d in dice.values() if math.isfinite(d)]
-    return float(np.mean(finite)) if finite else math.nan
+    return _finite_mean(dice.values())
 
 
 def average_runs(runs: Sequence[Sequence[FoldResult]]) -> list[FoldResult]:
@@ -62,10 +67,7 @@ def average_runs(runs: Sequence[Sequence[FoldResult]]) -> list[FoldResult]:
             by_fold.setdefault(result.fold, []).append(result)
     averaged = []
     for fold, results in by_fold.items():
-        dice = {}
-        for name in results[0].dice:
-            finite = [r.dice[name] for r in results if math.isfinite(r.dice.get(name, math.nan))]
-            dice[name] = float(np.mean(finite)) if finite else math.nan
+        dice = {name: _finite_mean(r.dice.get(name, math.nan) for r in results) for name in results[0].dice}
         run = next((r.run for r in results if r.run is not None), None)
         averaged.append(FoldResult(fold, dice, run, tuple(mean_over_labels(r.dice) for r in results)))
     return averaged
