@@ -19,7 +19,7 @@ from nnunetv2.utilities.crossval_split import generate_crossval_split
 from vox2vec_nnunet.benchmark.layout import ResultsLayout
 from vox2vec_nnunet.benchmark.runner import (Action, Job, check_weights, decide_action, run_jobs,
                                              train_command)
-from vox2vec_nnunet.benchmark.setups import SETUPS
+from vox2vec_nnunet.training.setups import SETUPS
 from vox2vec_nnunet.benchmark.splits import (LABEL_EFFICIENCY_FILE, SPLITS_FILE, SplitsError,
                                              ensure_label_efficiency_splits, ensure_regular_splits,
                                              read_splits, training_identifiers)

@@ -44,7 +44,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, capsys):
 
 
 def test_table1_mode_runs_every_setup_at_the_demo_budget_then_few_labels(tmp_path, monkeypatch, capsys):
-    from vox2vec_nnunet.benchmark.setups import SETUPS
+    from vox2vec_nnunet.training.setups import SETUPS
     from vox2vec_nnunet.demo import Demo, DemoSettings
 
     commands: list[list[str]] = []

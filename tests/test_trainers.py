@@ -12,7 +12,7 @@ from vox2vec_nnunet.commands.import_weights import main as import_main
 from vox2vec_nnunet.network.fpn import FPN3d
 from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.network.segmentation import Vox2VecSegmentationNetwork
-from vox2vec_nnunet.benchmark.setups import SETUPS, resolve_setups
+from vox2vec_nnunet.training.setups import SETUPS, resolve_setups
 from vox2vec_nnunet.training.budget_variants import VARIANTS
 from vox2vec_nnunet.training.budgets import DEMO, PAPER, VARIANT_BUDGETS
 from vox2vec_nnunet.training.common import NoTestTimeMirroring

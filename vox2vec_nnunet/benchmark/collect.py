@@ -21,7 +21,7 @@ from pathlib import Path
 from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key
 
 from vox2vec_nnunet.benchmark.layout import RUN_RECORD, SUMMARY, ResultsLayout
-from vox2vec_nnunet.benchmark.setups import PRETRAINED, RANDOM_INIT, Setup
+from vox2vec_nnunet.training.setups import PRETRAINED, RANDOM_INIT, Setup
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from matplotlib.ticker import FixedLocator, NullLocator
 
 from vox2vec_nnunet.benchmark.collect import Problem
 from vox2vec_nnunet.benchmark.pretraining_curve import CurvePoint
-from vox2vec_nnunet.benchmark.setups import PRETRAINED
+from vox2vec_nnunet.training.setups import PRETRAINED
 from vox2vec_nnunet.benchmark.table import Row, all_cases_label
 
 _MARKERS = "osD^vP*Xhp"

@@ -26,7 +26,7 @@ import numpy as np
 
 from vox2vec_nnunet.benchmark.collect import FoldResult, Problem, collect_setup
 from vox2vec_nnunet.benchmark.layout import ResultsLayout
-from vox2vec_nnunet.benchmark.setups import Setup
+from vox2vec_nnunet.training.setups import Setup
 
 REPEATS_SUBDIR = "vox2vec_repeats"
 """Folder of ``$nnUNet_results/DatasetXXX`` that holds one results root per repeated run."""

@@ -28,7 +28,7 @@ from typing import TextIO
 from vox2vec_nnunet.benchmark.collect import RunRecord
 from vox2vec_nnunet.benchmark.layout import (CHECKPOINT_FINAL, CHECKPOINT_LATEST, RUN_RECORD,
                                              SUMMARY, ResultsLayout)
-from vox2vec_nnunet.benchmark.setups import Setup
+from vox2vec_nnunet.training.setups import Setup
 from vox2vec_nnunet.nnunet_env import training_env
 
 

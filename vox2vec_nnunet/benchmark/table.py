@@ -34,7 +34,7 @@ import numpy as np
 
 from vox2vec_nnunet.benchmark.collect import FoldResult, Problem
 from vox2vec_nnunet.benchmark.repeats import mean_over_labels, run_to_run_std
-from vox2vec_nnunet.benchmark.setups import Setup
+from vox2vec_nnunet.training.setups import Setup
 
 T = TypeVar("T")
 

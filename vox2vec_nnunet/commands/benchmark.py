@@ -1,7 +1,7 @@
 """``vox2vec_nnunet_benchmark``: the paper's Table 1/2 and Fig. 2 from nnU-Net cross-validation.
 
 Collects ``fold_k/validation/summary.json`` of every evaluation setup (see
-``vox2vec_nnunet.benchmark.setups``) and writes, into ``-o`` (default
+``vox2vec_nnunet.training.setups``) and writes, into ``-o`` (default
 ``$nnUNet_results/DatasetXXX/vox2vec_benchmark/``):
 
 * ``dice_table.md`` / ``dice_table.csv``: Dice per label and mean over labels, mean ± sample
@@ -61,7 +61,7 @@ from vox2vec_nnunet.benchmark.pretraining_curve import (CurvePoint, PretrainingC
 from vox2vec_nnunet.benchmark.repeats import REPEATS_SUBDIR, collect_runs, repeat_layout, repeat_results_root
 from vox2vec_nnunet.benchmark.runner import (Job, Outcome, check_weights, find_nnunet_train,
                                              run_jobs)
-from vox2vec_nnunet.benchmark.setups import SETUPS, Setup, resolve_setups
+from vox2vec_nnunet.training.setups import SETUPS, Setup, resolve_setups
 from vox2vec_nnunet.benchmark.splits import (SPLITS_FILE, SplitsState,
                                              ensure_label_efficiency_splits,
                                              ensure_regular_splits, read_splits,

@@ -1,6 +1,6 @@
 """Every evaluation setup's trainer at every budget of :data:`VARIANT_BUDGETS`, generated.
 
-For each trainer of :data:`vox2vec_nnunet.benchmark.setups.SETUPS` and each budget, a subclass
+For each trainer of :data:`vox2vec_nnunet.training.setups.SETUPS` and each budget, a subclass
 ``{trainer}_{budget}`` (e.g. ``Vox2VecTrainer_Demo``, ``Vox2VecTrainer_FineTune_DemoLong``)
 that changes only ``budget``, the nnU-Net way; budgets without test-time mirroring add
 :class:`NoTestTimeMirroring`. The classes are attributes of this module, so nnU-Net finds them
@@ -8,7 +8,7 @@ by name (``nnUNetv2_train -tr NAME``, ``nnUNetv2_predict -tr NAME``) through ``t
 """
 from __future__ import annotations
 
-from vox2vec_nnunet.benchmark.setups import SETUPS
+from vox2vec_nnunet.training.setups import SETUPS
 from vox2vec_nnunet.training import segmentation
 from vox2vec_nnunet.training.budgets import VARIANT_BUDGETS, Budget
 from vox2vec_nnunet.training.common import NoTestTimeMirroring
