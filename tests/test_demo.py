@@ -62,7 +62,8 @@ def test_table1_mode_runs_every_setup_at_the_demo_budget_then_few_labels(tmp_pat
         assert c[c.index("--repeats") + 1] == "2"
     assert (table, labeled) == (tmp_path / "table1", tmp_path / "table1_labeled")
     settings = demo.table1_settings()
-    assert "every setup 500 iterations (5 x 100), Adam lr 0.003" in settings
+    assert "every setup 500 iterations (5 x 100)" in settings
+    assert "learning rates scratch 0.0003, linear_probe 0.003, nonlinear_probe 0.003, finetune 0.003" in settings
     assert "frozen for 166 iterations, then its lr rises 3e-05 -> 0.0003 over 13" in settings
     assert "with and without BatchNorm statistics re-estimated" in settings
     assert "2 runs of each fold, a fold counts as the mean of its runs" in settings

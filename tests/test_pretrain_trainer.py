@@ -195,29 +195,30 @@ def test_case_with_too_few_body_voxels_stops_with_a_clear_error(make_trainer):
         trainer.get_dataloaders()
 
 
-def test_seeded_variants_are_found_by_nnunets_trainer_search(monkeypatch, capsys):
-    """``-tr Vox2VecPretrainTrainer_Demo_Seed7`` resolves through nnU-Net's own search of the
-    nnUNet_extTrainer folder: the demo budget with seed 7, the same class on every look-up (and
-    for pickle); names that are not a seeded pre-training trainer are not found."""
+def test_seeded_variants_are_found_by_nnunets_trainer_search(monkeypatch):
+    """``-tr Vox2VecPretrainTrainer_Demo_Seed1`` resolves through nnU-Net's own search of the
+    nnUNet_extTrainer folder: the demo budget with seed 1, one class (pickle finds it where it
+    is defined); a seed without a variant is not found."""
     import pickle
 
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     from vox2vec_nnunet.nnunet_env import trainers_dir
-    from vox2vec_nnunet.training.pretraining_variants import Vox2VecPretrainTrainer_Demo
+    from vox2vec_nnunet.training.budgets import PRETRAINING_DEMO, PRETRAINING_DEMO_LONG
+    from vox2vec_nnunet.training.variants import SEEDS, Vox2VecPretrainTrainer_Demo, seeded_name, unseeded_name
 
     monkeypatch.setenv("nnUNet_extTrainer", str(trainers_dir()))
-    found = recursive_find_trainer_class_by_name("Vox2VecPretrainTrainer_Demo_Seed7")
-    assert found.__name__ == "Vox2VecPretrainTrainer_Demo_Seed7" and found.seed == 7
-    assert found.__mro__[1] is Vox2VecPretrainTrainer_Demo and Vox2VecPretrainTrainer_Demo.seed is None
-    assert recursive_find_trainer_class_by_name("Vox2VecPretrainTrainer_Demo_Seed7") is found
-    assert pickle.loads(pickle.dumps(found)) is found
-    big = 2 ** 63 - 1  # the largest seed a run can draw
-    assert recursive_find_trainer_class_by_name(f"Vox2VecPretrainTrainer_Seed{big}").seed == big
-    for name in ("Vox2VecPretrainTrainer_Demo_Seed07", f"Vox2VecPretrainTrainer_Seed{2 ** 63}",
-                 "Vox2VecTrainer_LinearProbe_Seed1", "Vox2VecPretrainTrainer_Demo_Seed1_Seed2"):
-        with pytest.raises(RuntimeError, match="Could not find requested nnunet trainer"):
-            recursive_find_trainer_class_by_name(name)
+    for base, budget in (("Vox2VecPretrainTrainer_Demo", PRETRAINING_DEMO),
+                         ("Vox2VecPretrainTrainer_DemoLong", PRETRAINING_DEMO_LONG)):
+        for seed in SEEDS:
+            found = recursive_find_trainer_class_by_name(seeded_name(base, seed))
+            assert found.__name__ == f"{base}_Seed{seed}" and found.seed == seed and found.budget is budget
+            assert unseeded_name(found.__name__) == base and pickle.loads(pickle.dumps(found)) is found
+    assert Vox2VecPretrainTrainer_Demo.seed is None and PRETRAINING_DEMO.total_iterations == 300
+    with pytest.raises(RuntimeError, match="Could not find requested nnunet trainer"):
+        recursive_find_trainer_class_by_name("Vox2VecPretrainTrainer_Demo_Seed7")
+
+
 def test_the_cuda_choices_of_a_distributed_run() -> None:
     """CPU twins of the CUDA-only branches: nccl, the GPU of the machine, DDP's device_ids."""
     assert backend_for(torch.device("cuda", 0)) == "nccl" and backend_for(torch.device("cpu")) == "gloo"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,10 +14,9 @@ from vox2vec_nnunet.network.fpn import FPN3d
 from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.network.segmentation import Vox2VecSegmentationNetwork
 from vox2vec_nnunet.training.setups import SETUPS, resolve_setups
-from vox2vec_nnunet.training.budget_variants import VARIANTS
-from vox2vec_nnunet.training.budgets import DEMO, PAPER, VARIANT_BUDGETS
-from vox2vec_nnunet.training.common import NoTestTimeMirroring
-from vox2vec_nnunet.training import segmentation
+from vox2vec_nnunet.training import segmentation, unet_finetuning, variants
+from vox2vec_nnunet.training.budgets import (DEMO, LEARNING_RATE_VARIABLE, NNUNET, PAPER, SEGMENTATION_BUDGETS,
+                                             Budget)
 from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer_FineTune,
                                                   Vox2VecTrainer_LinearProbe, Vox2VecTrainer_NonLinearProbe,
                                                   finetune_backbone_lr, finetune_schedule)
@@ -101,7 +101,7 @@ def test_finetune_schedule_scales_with_the_budget(make_trainer):
     # the paper's proportions: a third frozen, 1,200/45,000 of the run to warm up (at least 1)
     assert finetune_schedule(500) == (166, 13) and finetune_schedule(400) == (133, 11)
     assert finetune_schedule(4_000) == (1_333, 107) and finetune_schedule(10) == (3, 1)
-    trainer = make_trainer(VARIANTS["Vox2VecTrainer_FineTune_Demo"])
+    trainer = make_trainer(variants.Vox2VecTrainer_FineTune_Demo)
     assert (trainer.total_iterations, trainer.freeze_iterations, trainer.backbone_warmup_iterations) == (500, 166, 13)
     lrs = [trainer.backbone_lr(i) for i in range(500)]
     # the backbone keeps the paper's range when the budget raises the head's learning rate
@@ -113,29 +113,82 @@ def test_finetune_schedule_scales_with_the_budget(make_trainer):
     assert trainer.backbone_lr(666) == pytest.approx(3e-5) and trainer.backbone_lr(719) == 3e-4
 
 
-def test_every_setup_has_every_budget_with_equal_iterations_and_batch(make_trainer):
-    fpn_setups = [s.name for s in SETUPS.values() if not s.own_unet]  # U-Nets: nnUNetTrainer's SGD budgets
-    trainers = {SETUPS[s].trainer for s in fpn_setups}
-    assert set(VARIANTS) == {f"{t}_{b}" for t in trainers for b in VARIANT_BUDGETS}
-    for budget in (PAPER, *VARIANT_BUDGETS.values()):
+def test_every_fpn_setup_has_every_budget_with_equal_iterations_and_batch(make_trainer):
+    fpn_setups = [s.name for s in SETUPS.values() if not s.own_unet]  # U-Nets: their plans, below
+    for budget in (PAPER, *SEGMENTATION_BUDGETS.values()):
         setups = resolve_setups(fpn_setups, budget.name or None)
-        made = [make_trainer(VARIANTS[s.trainer] if budget.name else getattr(segmentation, s.trainer))
-                for s in setups]
-        assert {(t.total_iterations, t.configuration_manager.batch_size, t.initial_lr, t.num_val_iterations_per_epoch) for t in made} == \
-            {(budget.total_iterations, 2, budget.initial_lr, budget.num_val_iterations_per_epoch)}
+        made = [make_trainer(getattr(variants if budget.name else segmentation, s.trainer)) for s in setups]
+        assert {(t.total_iterations, t.configuration_manager.batch_size, t.num_val_iterations_per_epoch)
+                for t in made} == {(budget.total_iterations, 2, budget.num_val_iterations_per_epoch)}
         for setup, trainer in zip(setups, made):
-            assert type(trainer).__name__ == setup.trainer
-            assert isinstance(trainer, NoTestTimeMirroring) != budget.test_time_mirroring
-    assert DEMO.total_iterations == 500 and VARIANT_BUDGETS["DemoLong"].total_iterations == 2_000
+            assert type(trainer).__name__ == setup.trainer and type(trainer).budget is budget
+            assert trainer.setup == setup.name and trainer.initial_lr == budget.learning_rate(setup.name)
+            assert trainer.learning_rate_source == f"budget {budget.name or 'base'}"
+            trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+            assert (trainer.inference_allowed_mirroring_axes is not None) == budget.test_time_mirroring
+    assert DEMO.total_iterations == 500 and SEGMENTATION_BUDGETS["DemoLong"].total_iterations == 2_000
+    # each setup its own learning rate: end to end from random initialisation lower than a frozen probe's
+    assert DEMO.learning_rate("scratch") < DEMO.learning_rate("linear_probe")
+
+
+def test_every_variant_is_written_out_where_a_search_for_its_name_finds_it():
+    """Each setup's trainer at each short budget, of both arms, is a class statement of its own in
+    variants.py, a subclass of the setup's trainer that changes only ``budget``."""
+    source = (Path(variants.__file__)).read_text()
+    for setup in SETUPS.values():
+        base = getattr(unet_finetuning if setup.own_unet else segmentation, setup.trainer)
+        for budget in SEGMENTATION_BUDGETS.values():
+            name = f"{setup.trainer}_{budget.name}"
+            assert f"class {name}({setup.trainer}):\n    budget = {'DEMO' if budget.name == 'Demo' else 'DEMO_LONG'}\n" in source
+            variant = getattr(variants, name)
+            assert variant.__bases__ == (base,) and variant.budget is budget and variant.setup == setup.name
+            assert set(vars(variant)) - {"__module__", "__doc__", "__qualname__", "__firstlineno__",
+                                         "__static_attributes__"} == {"budget"}
+
+
+def test_unet_trainers_take_their_budget_and_learning_rate(make_trainer):  # make_trainer: nnU-Net's folders
+    """nnU-Net's U-Net setups at a budget: its iterations and each setup's own SGD learning rate;
+    the base trainers keep nnU-Net's own schedule (1,000 x 250 iterations, 1e-2)."""
+    from unet_plans import unet_plans
+    assert NNUNET.total_iterations == 250_000 and NNUNET.learning_rate("unet_scratch") == 1e-2
+    for budget in (NNUNET, *SEGMENTATION_BUDGETS.values()):
+        for setup in (s for s in SETUPS.values() if s.own_unet):
+            name = f"{setup.trainer}_{budget.name}" if budget.name else setup.trainer
+            cls = getattr(variants if budget.name else unet_finetuning, name)
+            plans = dict(unet_plans("Dataset501_X"), continue_training=False)  # nnU-Net pops that key
+            trainer = cls(plans, "3d_fullres", 0, DATASET_JSON, torch.device("cpu"))
+            assert (trainer.num_epochs * trainer.num_iterations_per_epoch, trainer.initial_lr) == \
+                (budget.total_iterations, budget.learning_rate(setup.name))
+
+
+@pytest.mark.parametrize("cls", [segmentation.Vox2VecTrainer_NonLinearProbe, variants.Vox2VecTrainer_Demo])
+def test_the_environment_sets_one_runs_learning_rate(make_trainer, monkeypatch, cls):
+    monkeypatch.setenv(LEARNING_RATE_VARIABLE, "1e-3")
+    trainer = make_trainer(cls)
+    assert trainer.initial_lr == 1e-3 and trainer.optimizer.param_groups[0]["lr"] == 1e-3
+    assert trainer.learning_rate_source == LEARNING_RATE_VARIABLE
+    for bad in ("fast", "0", "-1e-3", "inf", "nan"):
+        monkeypatch.setenv(LEARNING_RATE_VARIABLE, bad)
+        with pytest.raises(Vox2VecError, match=f"{LEARNING_RATE_VARIABLE}='{bad}' is not a positive learning rate"):
+            make_trainer(cls)
+
+
+def test_a_budget_without_the_setups_learning_rate_is_refused(make_trainer):
+    class Vox2VecTrainer_NoRate(segmentation.Vox2VecTrainer):
+        budget = Budget("NoRate", 1, 1, {"linear_probe": 1e-3})
+
+    with pytest.raises(Vox2VecError, match="the NoRate budget gives no learning rate for 'scratch'"):
+        make_trainer(Vox2VecTrainer_NoRate)
 
 
 def test_nnunet_finds_the_budget_variants_by_name(monkeypatch):
     from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
     from vox2vec_nnunet.nnunet_env import trainers_dir
     for name in ("Vox2VecTrainer_Demo", "Vox2VecTrainer_FineTune_DemoLong",
-                 "Vox2VecTrainer_NonLinearProbe_RandomInitBN_Demo"):
+                 "Vox2VecTrainer_NonLinearProbe_RandomInitBN_Demo", "nnUNetTrainer_Vox2VecFineTune_DemoLong",
+                 "Vox2VecPretrainTrainer_UNet_DemoLong"):
         found = recursive_find_python_class(str(trainers_dir()), name, current_module=None)
-        assert found is VARIANTS[name] and issubclass(found, getattr(segmentation, name.rsplit("_", 1)[0]))
+        assert found is getattr(variants, name)
 
 
 def test_import_published_weights_then_nnunet_loads_them(tmp_path, capsys):

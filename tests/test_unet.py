@@ -147,7 +147,8 @@ def test_augmentation_for_ct_normalization_ends_where_nnunets_ct_normalization_e
 def test_pretraining_plans_keep_the_network_and_hu_and_the_trainer_matches_the_normalization(tmp_path, monkeypatch):
     from vox2vec_nnunet.errors import Vox2VecError
     from vox2vec_nnunet.pretraining.prepare import TARGET_NORMALIZATION_KEY, target_preprocessing
-    from vox2vec_nnunet.training.unet_pretraining import Vox2VecPretrainTrainer_UNet, Vox2VecPretrainTrainer_UNet_Demo
+    from vox2vec_nnunet.training.unet_pretraining import Vox2VecPretrainTrainer_UNet
+    from vox2vec_nnunet.training.variants import Vox2VecPretrainTrainer_UNet_Demo
 
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         (tmp_path / name).mkdir()

@@ -35,9 +35,9 @@ from pathlib import Path
 from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.nnunet_env import trainers_dir, training_env
 from vox2vec_nnunet.phantoms import PhantomConfig, write_nnunet_raw_dataset
-from vox2vec_nnunet.training.budgets import VARIANT_BUDGETS
+from vox2vec_nnunet.training.budgets import SEGMENTATION_BUDGETS
 from vox2vec_nnunet.training.segmentation import Vox2VecTrainer_FineTune, finetune_schedule
-from vox2vec_nnunet.training.pretraining_variants import seeded_name
+from vox2vec_nnunet.training.variants import seeded_name
 
 LABELED_ID, PRETRAIN_ID = 601, 901
 LABELED_NAME = "Dataset601_DemoPhantoms"
@@ -180,8 +180,8 @@ class Demo:
         print((output / ("pretraining_curve.md" if seeds else "dice_table.md")).read_text())
         print(f"Settings: phantoms {self.s.labeled} labeled / {self.s.unlabeled} unlabeled at "
               f"{'x'.join(self.s.spacing)} mm, patch {'x'.join(self.s.patch_size)}, FPN {self.s.base_channels} base "
-              f"channels x {self.s.num_levels} levels; trainers *_{self.s.trainer_variant} (probe budget in "
-              f"vox2vec_nnunet/training/budgets.py, pre-training budget in pretraining_variants.py), pre-training "
+              f"channels x {self.s.num_levels} levels; trainers *_{self.s.trainer_variant} (budgets in "
+              f"vox2vec_nnunet/training/budgets.py), pre-training "
               f"seed(s) {', '.join(map(str, self.s.pretrain_seeds))}; random baseline = the same FPN frozen at random "
               f"initialisation, BatchNorm statistics re-estimated on 20 training batches; device {self.s.device}.")
         table, figure = ("pretraining_curve", "dice_vs_pretraining") if seeds else ("dice_table", "dice_vs_parameters")
@@ -209,12 +209,14 @@ class Demo:
     def table1_settings(self) -> str:
         runs = ("one run of each fold" if self.s.repeats == 1 else
                 f"{self.s.repeats} runs of each fold, a fold counts as the mean of its runs")
-        budget = VARIANT_BUDGETS.get(self.s.trainer_variant)
+        budget = SEGMENTATION_BUDGETS.get(self.s.trainer_variant)
         if budget is None:
             schedule = f"trainers *_{self.s.trainer_variant}"
         else:
             freeze, warmup = finetune_schedule(budget.total_iterations)
-            schedule = (f"every setup {budget.describe()} (trainers *_{budget.name}); fine-tuning: backbone "
+            rates = ", ".join(f"{n} {budget.learning_rate(n):g}" for n in dict.fromkeys((*TABLE1_SETUPS, *LABELED_SETUPS)))
+            schedule = (f"every setup {budget.describe()} (trainers *_{budget.name}), learning rates {rates}; "
+                        f"fine-tuning: backbone "
                         f"frozen for {freeze} iterations, then its lr rises {Vox2VecTrainer_FineTune.backbone_start_lr:g} "
                         f"-> {Vox2VecTrainer_FineTune.backbone_end_lr:g} over {warmup}")
         return (f"Settings: phantoms {self.s.labeled} labeled / {self.s.unlabeled} unlabeled at "

@@ -7,50 +7,49 @@ import signal
 
 import torch
 
-from vox2vec_nnunet.training.common import NoTestTimeMirroring
+from vox2vec_nnunet.training.budgets import DEMO, PRETRAINING, Budget
 from vox2vec_nnunet.training.pretraining import Vox2VecPretrainTrainer
-from vox2vec_nnunet.training.pretraining_variants import seeded_lookup
 from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer_FineTune,
                                                   Vox2VecTrainer_LinearProbe, Vox2VecTrainer_LinearProbe_RandomInit,
                                                   Vox2VecTrainer_LinearProbe_RandomInitBN)
 from vox2vec_nnunet.training.unet_finetuning import nnUNetTrainer_Vox2VecFineTune, nnUNetTrainer_Vox2VecScratchWarmup
 from vox2vec_nnunet.training.unet_pretraining import Vox2VecPretrainTrainer_UNet
 
+SHORT = Budget("Test", num_epochs=2, num_iterations_per_epoch=3, learning_rates=DEMO.learning_rates,
+               num_val_iterations_per_epoch=2, test_time_mirroring=False)
+"""Segmentation: two epochs of three iterations, two validation iterations, no test-time
+mirroring; the demo budget's learning rates."""
 
-class _Short(NoTestTimeMirroring):
-    """Two epochs of three iterations, two validation iterations, no test-time mirroring."""
-
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 3
-        self.num_val_iterations_per_epoch = 2
-
-
-class Vox2VecTrainer_Test(_Short, Vox2VecTrainer):
-    pass
+SHORT_PRETRAINING = Budget("Test", num_epochs=3, num_iterations_per_epoch=4, learning_rates={PRETRAINING: 3e-4},
+                           num_val_iterations_per_epoch=0)
+"""Pre-training: three epochs of four iterations."""
 
 
-class Vox2VecTrainer_LinearProbe_Test(_Short, Vox2VecTrainer_LinearProbe):
-    pass
+class Vox2VecTrainer_Test(Vox2VecTrainer):
+    budget = SHORT
 
 
-class Vox2VecTrainer_LinearProbe_RandomInit_Test(_Short, Vox2VecTrainer_LinearProbe_RandomInit):
-    pass
+class Vox2VecTrainer_LinearProbe_Test(Vox2VecTrainer_LinearProbe):
+    budget = SHORT
 
 
-class Vox2VecTrainer_LinearProbe_RandomInitBN_Test(_Short, Vox2VecTrainer_LinearProbe_RandomInitBN):
-    pass
+class Vox2VecTrainer_LinearProbe_RandomInit_Test(Vox2VecTrainer_LinearProbe_RandomInit):
+    budget = SHORT
 
 
-class Vox2VecTrainer_FineTune_Test(_Short, Vox2VecTrainer_FineTune):
-    pass
+class Vox2VecTrainer_LinearProbe_RandomInitBN_Test(Vox2VecTrainer_LinearProbe_RandomInitBN):
+    budget = SHORT
 
 
-class Vox2VecPretrainTrainer_Test(_Short, Vox2VecPretrainTrainer):
+class Vox2VecTrainer_FineTune_Test(Vox2VecTrainer_FineTune):
+    budget = SHORT
+
+
+class Vox2VecPretrainTrainer_Test(Vox2VecPretrainTrainer):
     """Three epochs of four iterations, 4 volumes x 64 positions, seed 0, checkpoint and
     snapshot every epoch."""
 
+    budget = SHORT_PRETRAINING
     num_volumes = 4
     num_positions = 64
     seed = 0
@@ -58,46 +57,48 @@ class Vox2VecPretrainTrainer_Test(_Short, Vox2VecPretrainTrainer):
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 3
-        self.num_iterations_per_epoch = 4
-        self.num_val_iterations_per_epoch = 0
         self.save_every = 1
 
 
-class Vox2VecPretrainTrainer_UNet_Test(_Short, Vox2VecPretrainTrainer_UNet):
+class Vox2VecPretrainTrainer_UNet_Test(Vox2VecPretrainTrainer_UNet):
     """Two epochs of three iterations, 4 volumes x 64 positions, seed 0."""
 
+    budget = Budget("Test", num_epochs=2, num_iterations_per_epoch=3, learning_rates={PRETRAINING: 3e-4},
+                    num_val_iterations_per_epoch=0)
     num_volumes = 4
     num_positions = 64
     seed = 0
 
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_val_iterations_per_epoch = 0
 
-
-class nnUNetTrainer_Vox2VecFineTune_Test(_Short, nnUNetTrainer_Vox2VecFineTune):
+class nnUNetTrainer_Vox2VecFineTune_Test(nnUNetTrainer_Vox2VecFineTune):
     """One epoch of three iterations: all of it the first warm-up stage, with the encoder frozen."""
 
+    budget = SHORT
+
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = 1
 
 
-class nnUNetTrainer_Vox2VecScratchWarmup_Test(_Short, nnUNetTrainer_Vox2VecScratchWarmup):
+class nnUNetTrainer_Vox2VecScratchWarmup_Test(nnUNetTrainer_Vox2VecScratchWarmup):
     """One epoch of three iterations, from random initialisation."""
 
+    budget = SHORT
+
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = 1
 
 
-class Vox2VecPretrainTrainer_Float64Test(_Short, Vox2VecPretrainTrainer):
+class Vox2VecPretrainTrainer_Float64Test(Vox2VecPretrainTrainer):
     """The pre-training in float64 (network, batches, loss), for comparing a run of several
     processes with one process: in float32 a few Adam steps amplify rounding differences of
     the reduction order to percents of the weights. Three epochs of two iterations, 4 volumes x
     32 positions, seed 0, a checkpoint every epoch, one thread. With ``VOX2VEC_TEST_KILL_AFTER_EPOCH=E`` in
     the environment every process SIGKILLs itself after epoch E's checkpoint, like a crash."""
+
+    budget = Budget("Test", num_epochs=3, num_iterations_per_epoch=2, learning_rates={PRETRAINING: 3e-4},
+                    num_val_iterations_per_epoch=0)
 
     num_volumes = 4
     num_positions = 32
@@ -106,9 +107,6 @@ class Vox2VecPretrainTrainer_Float64Test(_Short, Vox2VecPretrainTrainer):
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         torch.set_num_threads(1)  # two processes on two cores: more threads spin against each other
-        self.num_epochs = 3
-        self.num_iterations_per_epoch = 2
-        self.num_val_iterations_per_epoch = 0
         self.save_every = 1
 
     @classmethod
@@ -127,6 +125,3 @@ class Vox2VecPretrainTrainer_Float64Test(_Short, Vox2VecPretrainTrainer):
             if self.is_ddp:
                 torch.distributed.barrier()  # rank 0 has written the checkpoint
             os.kill(os.getpid(), signal.SIGKILL)
-
-
-__getattr__ = seeded_lookup(__name__, Vox2VecPretrainTrainer_Test)  # Vox2VecPretrainTrainer_Test_Seed{S}

@@ -31,7 +31,7 @@ import torch
 from vox2vec_nnunet.benchmark.collect import Problem
 from vox2vec_nnunet.benchmark.table import MeanStd, Row, _csv_int, _csv_number, _markdown, _notes, mean_std
 from vox2vec_nnunet.training.pretraining import SNAPSHOT_FOLDER
-from vox2vec_nnunet.training.pretraining_variants import unseeded_name
+from vox2vec_nnunet.training.variants import unseeded_name
 
 CURVE_SUBDIR = "vox2vec_pretraining_curve"
 """Folder of ``$nnUNet_results/DatasetXXX`` that holds one results root per checkpoint."""

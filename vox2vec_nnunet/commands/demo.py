@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vox2vec_nnunet.demo import DemoSettings, run_demo
 from vox2vec_nnunet.errors import Vox2VecError, command
+from vox2vec_nnunet.training.variants import SEEDS
 
 
 @command
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-device", default="cpu", choices=("cpu", "cuda"), help="(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="phantom seed (default: %(default)s)")
     p.add_argument("--pretrain_seeds", type=int, nargs="+", default=[0], metavar="S",
-                   help="pre-training seeds (default: %(default)s); with several, one pre-training each and the "
+                   help=f"pre-training seeds, of {', '.join(map(str, SEEDS))} (default: %(default)s); with several, one pre-training each and the "
                         "linear probe's spread over them (mean ± std over seeds)")
     p.add_argument("-np", "--num_processes", type=int, default=max(1, os.cpu_count() or 1),
                    help="processes for data work (default: %(default)s)")
@@ -44,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         raise Vox2VecError("--repeats goes with --table1 (the demo's probes run once per fold)")
     if args.repeats < 1:
         raise Vox2VecError(f"--repeats must be at least 1, got {args.repeats}")
+    unknown = sorted(set(args.pretrain_seeds) - set(SEEDS))
+    if unknown:
+        raise Vox2VecError(f"--pretrain_seeds {' '.join(map(str, unknown))}: the demo's pre-training variants have the "
+                           f"seeds {', '.join(map(str, SEEDS))} (Vox2VecPretrainTrainer_Demo_Seed0, ...)")
     variant = args.trainer_variant or ("DemoLong" if args.long else "Demo")
     return run_demo(DemoSettings(workspace=args.workspace.resolve(), labeled=args.labeled, unlabeled=args.unlabeled,
                                  folds=args.folds, trainer_variant=variant, device=args.device, seed=args.seed,

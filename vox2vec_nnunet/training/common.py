@@ -1,12 +1,22 @@
 """Helpers the vox2vec trainers share."""
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel
+
+from vox2vec_nnunet.atomic import write_atomically
+from vox2vec_nnunet.errors import Vox2VecError
+
+RUN_RECORD = "vox2vec_run.json"
+"""``fold_X/vox2vec_run.json``: what a segmentation run trained, from what, how long and at which
+learning rate; written by every segmentation trainer when its training starts, read by the
+benchmark."""
 
 
 def unwrap(network: nn.Module) -> nn.Module:
@@ -42,13 +52,23 @@ def state_checksum(module: nn.Module) -> torch.Tensor:
                         if t.is_floating_point()])
 
 
-class NoTestTimeMirroring:
-    """Trainer mixin: validation predicts without test-time mirroring (8x fewer forward passes).
+def write_run_record(trainer, path: Path, backbone_source: str, pretrained_weights: str | None,
+                     trainable_parameters: int) -> None:
+    """Write ``trainer``'s run record (:data:`RUN_RECORD`) to ``path``."""
+    record = {"trainer": type(trainer).__name__, "backbone_source": backbone_source,
+              "pretrained_weights": pretrained_weights, "trainable_parameters": trainable_parameters,
+              "total_parameters": count_parameters(trainer.network),
+              "num_iterations": trainer.num_epochs * trainer.num_iterations_per_epoch,
+              "batch_size": trainer.batch_size, "initial_lr": trainer.initial_lr,
+              "learning_rate_source": trainer.learning_rate_source}
+    write_atomically(str(path), lambda f: Path(f).write_text(json.dumps(record, indent=2)))
 
-    Training keeps nnU-Net's mirroring augmentation; for short CPU runs.
-    """
 
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        configuration = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        self.inference_allowed_mirroring_axes = None
-        return configuration
+def check_resumed_learning_rate(trainer, previous: dict, path: Path) -> None:
+    """Refuse to continue (``--c``) a run at another learning rate than the one it started with."""
+    started = previous.get("initial_lr")
+    if started is not None and started != trainer.initial_lr:
+        raise Vox2VecError(
+            f"{path}: this run started at learning rate {started:g} ({previous.get('learning_rate_source')}), "
+            f"but would continue at {trainer.initial_lr:g} ({trainer.learning_rate_source}). Continue it with "
+            f"VOX2VEC_LEARNING_RATE={started:g} in the environment (or without it, if it came from the budget).")

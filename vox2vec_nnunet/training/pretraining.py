@@ -7,8 +7,8 @@ different volumes each give two overlapping patches and ``num_positions`` (m = 1
 voxel pairs; the patches are intensity-augmented, both views go through the FPN in one batch,
 each sampled voxel's 1008-d representation is projected to the 128-d unit sphere, and InfoNCE
 (tau = 0.1) contrasts every pair against all other 2N - 2 voxels of the batch. Adam, lr 3e-4,
-no weight decay, gradient-norm clip 1.0, 100,000 iterations (``num_epochs`` x
-``num_iterations_per_epoch`` = 400 x 250, so a subclass shortens it the nnU-Net way).
+no weight decay, gradient-norm clip 1.0, 100,000 iterations (the budget
+:data:`~vox2vec_nnunet.training.budgets.PRETRAINING_PAPER`, 400 x 250; a variant changes ``budget``).
 
 Data flow: background workers (batchgenerators' ordered ``MultiThreadedAugmenter``) load
 cases and sample pairs (:class:`vox2vec_nnunet.pretraining.dataloader.Vox2VecPairDataLoader`);
@@ -60,6 +60,7 @@ import secrets
 import warnings
 from pathlib import Path
 from time import time
+from typing import ClassVar
 
 import matplotlib
 import numpy as np
@@ -85,6 +86,7 @@ from vox2vec_nnunet.network.vox2vec import Vox2Vec
 from vox2vec_nnunet.nnunet_env import resolve_device
 from vox2vec_nnunet.pretraining.augmentation import IntensityAugmentation
 from vox2vec_nnunet.pretraining.dataloader import MAX_SEED, Vox2VecPairDataLoader
+from vox2vec_nnunet.training.budgets import PRETRAINING, PRETRAINING_PAPER, Budget, BudgetedTrainer
 from vox2vec_nnunet.training.common import unwrap
 
 matplotlib.use("agg")
@@ -148,8 +150,11 @@ class AugmentInWorkers:
         return batch
 
 
-class Vox2VecPretrainTrainer(nnUNetTrainer):
+class Vox2VecPretrainTrainer(BudgetedTrainer, nnUNetTrainer):
     """vox2vec pre-training (paper Sect. 3, 4.1); see the module docstring."""
+
+    budget: ClassVar[Budget] = PRETRAINING_PAPER
+    setup: ClassVar[str] = PRETRAINING
 
     num_volumes: int = 10
     """n: different volumes per iteration (paper Sect. 3.1); under DDP split over the ranks."""
@@ -187,11 +192,7 @@ class Vox2VecPretrainTrainer(nnUNetTrainer):
                 self.grad_scaler = None
             print(f"vox2vec: rank {self.local_rank} of {dist.get_world_size()}"
                   f"{' (torchrun)' if self._owns_process_group else ''}, device {self.device}")
-        self.initial_lr = 3e-4
         self.weight_decay = 0.0
-        self.num_epochs = 400
-        self.num_iterations_per_epoch = 250
-        self.num_val_iterations_per_epoch = 0
         self.enable_deep_supervision = False
         self.save_every = 5
         self.logger.local_logger = PretrainingLogger()

@@ -5,7 +5,8 @@ Dice + cross-entropy loss, region/ignore-label handling, validation and checkpoi
 replace the optimisation by the paper's: Adam, learning rate 3e-4, no weight decay, 45,000
 iterations (``num_epochs x num_iterations_per_epoch`` = 180 x 250, batch 7 from the plans),
 no deep supervision. The class attribute ``budget`` (:mod:`.budgets`) sets iterations and
-learning rate; every setup has the same short-budget variants (:mod:`.budget_variants`). The network comes from the plans (``vox2vec_nnunet_plan``); ``head``
+each setup's learning rate; every setup has the same short-budget variants
+(:mod:`.variants`). The network comes from the plans (``vox2vec_nnunet_plan``); ``head``
 overrides the plans' head choice.
 
 Every run states whether its backbone came from a pre-training checkpoint or from random
@@ -30,16 +31,16 @@ from torch import nn
 from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.nnunet_env import resolve_device
 from vox2vec_nnunet.atomic import write_atomically
-from vox2vec_nnunet.training.budgets import PAPER, Budget
-from vox2vec_nnunet.training.common import count_parameters, pretrained_weights_argument, state_checksum, unwrap
+from vox2vec_nnunet.training.budgets import PAPER, Budget, BudgetedTrainer
+from vox2vec_nnunet.training.common import (RUN_RECORD, check_resumed_learning_rate, count_parameters,
+                                            pretrained_weights_argument, state_checksum, unwrap, write_run_record)
 from vox2vec_nnunet.weights import backbone_weights, check_backbone_fits, load_weights_file, network_weights
 from vox2vec_nnunet_plans.architecture import NETWORK_CLASS_NAME
 
 BackboneSource = Literal["pretrained", "random_init"]
-RUN_RECORD = "vox2vec_run.json"
 
 
-class Vox2VecTrainer(nnUNetTrainer):
+class Vox2VecTrainer(BudgetedTrainer, nnUNetTrainer):
     """From scratch: FPN + non-linear head trained end to end (paper Sect. 4.2, "from scratch").
 
     Given ``-pretrained_weights`` it trains a pre-trained backbone end to end from the first
@@ -51,17 +52,14 @@ class Vox2VecTrainer(nnUNetTrainer):
     required_backbone: BackboneSource | None = None
     """Refuse to train unless the backbone comes from there; ``None`` accepts both."""
     budget: ClassVar[Budget] = PAPER
-    """Iterations, learning rate and validation cost (the paper's; variants change it)."""
+    """Iterations, learning rates and validation cost (the paper's; variants change it)."""
+    setup: ClassVar[str] = "scratch"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, resolve_device(device))
-        self.initial_lr = self.budget.initial_lr
         self.weight_decay = 0.0
         self.enable_deep_supervision = False
-        self.num_iterations_per_epoch = self.budget.num_iterations_per_epoch
-        self.num_epochs = self.budget.num_epochs
-        self.num_val_iterations_per_epoch = self.budget.num_val_iterations_per_epoch
         self.backbone_source: BackboneSource | None = None
         self._initial_backbone_checksum: torch.Tensor | None = None
         self._resumed = False
@@ -135,6 +133,7 @@ class Vox2VecTrainer(nnUNetTrainer):
         record_file = Path(self.output_folder) / RUN_RECORD
         previous = json.loads(record_file.read_text()) if self._resumed and record_file.is_file() else None
         if previous is not None:  # --c: the backbone's origin was decided when the run started
+            check_resumed_learning_rate(self, previous, record_file)
             self.backbone_source, weights = previous["backbone_source"], previous["pretrained_weights"]
         else:
             changed = not torch.equal(state_checksum(self.backbone), self._initial_backbone_checksum)
@@ -151,13 +150,9 @@ class Vox2VecTrainer(nnUNetTrainer):
         self.print_to_log_file(
             f"vox2vec: backbone from {described}; {self.trainable_parameter_count():,} of "
             f"{count_parameters(self.network):,} parameters trainable; {self.total_iterations:,} iterations of "
-            f"batch {self.batch_size}, Adam lr {self.initial_lr}")
+            f"batch {self.batch_size}, Adam lr {self.initial_lr:g} ({self.learning_rate_source})")
         if self.local_rank == 0:
-            record = {"trainer": type(self).__name__, "backbone_source": self.backbone_source,
-                      "pretrained_weights": weights, "trainable_parameters": self.trainable_parameter_count(),
-                      "total_parameters": count_parameters(self.network), "num_iterations": self.total_iterations,
-                      "batch_size": self.batch_size}
-            record_file.write_text(json.dumps(record, indent=2))
+            write_run_record(self, record_file, self.backbone_source, weights, self.trainable_parameter_count())
 
     def trainable_parameter_count(self) -> int:
         """Parameters the optimiser updates over the run (the x axis of the paper's Fig. 2)."""
@@ -180,12 +175,16 @@ class _FrozenBackboneTrainer(Vox2VecTrainer):
 class Vox2VecTrainer_LinearProbe(_FrozenBackboneTrainer):
     """Linear probing: frozen pre-trained FPN + linear FPN head (paper Sect. 3.4)."""
 
+    setup = "linear_probe"
+
     head = "linear"
     required_backbone = "pretrained"
 
 
 class Vox2VecTrainer_NonLinearProbe(_FrozenBackboneTrainer):
     """Non-linear probing: frozen pre-trained FPN + non-linear head (paper Sect. 3.4)."""
+
+    setup = "nonlinear_probe"
 
     head = "nonlinear"
     required_backbone = "pretrained"
@@ -194,11 +193,15 @@ class Vox2VecTrainer_NonLinearProbe(_FrozenBackboneTrainer):
 class Vox2VecTrainer_LinearProbe_RandomInit(Vox2VecTrainer_LinearProbe):
     """Linear probing of a frozen, randomly initialised FPN: the paper's random-FPN baseline."""
 
+    setup = "linear_probe_random"
+
     required_backbone = "random_init"
 
 
 class Vox2VecTrainer_NonLinearProbe_RandomInit(Vox2VecTrainer_NonLinearProbe):
     """Non-linear probing of a frozen, randomly initialised FPN (random-FPN baseline)."""
+
+    setup = "nonlinear_probe_random"
 
     required_backbone = "random_init"
 
@@ -248,9 +251,13 @@ class _BatchNormReestimated:
 class Vox2VecTrainer_LinearProbe_RandomInitBN(_BatchNormReestimated, Vox2VecTrainer_LinearProbe_RandomInit):
     """Linear probing of a frozen random FPN whose BatchNorm statistics were re-estimated on the data."""
 
+    setup = "linear_probe_random_bn"
+
 
 class Vox2VecTrainer_NonLinearProbe_RandomInitBN(_BatchNormReestimated, Vox2VecTrainer_NonLinearProbe_RandomInit):
     """Non-linear probing of a frozen random FPN whose BatchNorm statistics were re-estimated on the data."""
+
+    setup = "nonlinear_probe_random_bn"
 
 
 def finetune_schedule(total_iterations: int) -> tuple[int, int]:
@@ -310,6 +317,7 @@ class Vox2VecTrainer_FineTune(Vox2VecTrainer):
     Re-estimating the statistics at the unfreeze was not measured.
     """
 
+    setup = "finetune"
     head = "nonlinear"
     required_backbone = "pretrained"
     backbone_batchnorm: ClassVar[Literal["batch", "pretrained"]] = "batch"

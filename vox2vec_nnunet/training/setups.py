@@ -69,9 +69,10 @@ def resolve_setups(names: Sequence[str], trainer_variant: str | None = None) -> 
 
     ``trainer_variant`` selects budget variants of the trainers, nnU-Net style: ``Demo`` runs
     ``Vox2VecTrainer_LinearProbe_Demo`` instead of ``Vox2VecTrainer_LinearProbe``; every
-    setup's trainer has the variants of ``vox2vec_nnunet.training.budgets.VARIANT_BUDGETS``,
-    generated from this table (``vox2vec_nnunet.training.budget_variants``). Raises
-    ``ValueError`` naming the unknown setup and listing the known ones.
+    setup's trainer has a variant at each budget of
+    ``vox2vec_nnunet.training.budgets.SEGMENTATION_BUDGETS`` (written out in
+    ``vox2vec_nnunet.training.variants``). Raises ``ValueError`` naming the unknown setup and
+    listing the known ones.
     """
     unknown = [n for n in names if n not in SETUPS]
     if unknown:

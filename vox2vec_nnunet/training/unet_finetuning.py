@@ -18,7 +18,8 @@ benchmark, Wald et al. 2025; nnU-Net 2.8 ships its whole-network part as
 3. the rest is nnU-Net's poly schedule, ``initial_lr * (1 - t / T) ** 0.9`` over the remaining
    ``T`` epochs.
 
-Everything else is ``nnUNetTrainer``'s: SGD with Nesterov momentum 0.99, ``initial_lr`` 1e-2,
+Everything else is ``nnUNetTrainer``'s: SGD with Nesterov momentum 0.99, ``initial_lr`` 1e-2 (the
+budget :data:`~vox2vec_nnunet.training.budgets.NNUNET`; the short budgets set their own),
 weight decay 3e-5, deep supervision, data augmentation, loss, validation. The learning rate is a
 pure function of the epoch, so ``--c`` resumes on schedule. Without ``-pretrained_weights`` the
 same schedule applies to a random network (a control, not a recommendation). Single process
@@ -28,16 +29,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch.optim.lr_scheduler import _LRScheduler
 
 from vox2vec_nnunet.errors import Vox2VecError
-from vox2vec_nnunet.training.budgets import DEMO
-from vox2vec_nnunet.training.common import (NoTestTimeMirroring, count_parameters, pretrained_weights_argument,
-                                            state_checksum, unwrap)
-from vox2vec_nnunet.training.segmentation import RUN_RECORD
+from vox2vec_nnunet.training.budgets import NNUNET, Budget, BudgetedTrainer
+from vox2vec_nnunet.training.common import (RUN_RECORD, check_resumed_learning_rate, count_parameters,
+                                            pretrained_weights_argument, state_checksum, unwrap, write_run_record)
 
 WARMUP_FRACTION = 0.05
 """Fraction of the epochs of each warm-up stage (Wald et al.: 50 of 1,000)."""
@@ -81,13 +82,16 @@ class FineTuneLRScheduler(_LRScheduler):
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
-class RunRecord:
-    """Trainer mixin: ``fold_X/vox2vec_run.json`` as the vox2vec trainers write it, for the benchmark.
+class _Vox2VecUNetTrainer(BudgetedTrainer, nnUNetTrainer):
+    """nnUNetTrainer at a :class:`~vox2vec_nnunet.training.budgets.Budget` (nnU-Net's own by
+    default), writing ``fold_X/vox2vec_run.json`` as the vox2vec trainers do, for the benchmark.
 
     The network counts as pre-trained when its encoder changed between ``initialize`` and the
     start of training (where ``nnUNetv2_train -pretrained_weights`` loads); every parameter
     trains (the whole U-Net, nnU-Net style).
     """
+
+    budget: ClassVar[Budget] = NNUNET
 
     def initialize(self) -> None:
         super().initialize()
@@ -96,21 +100,22 @@ class RunRecord:
     def on_train_start(self) -> None:
         super().on_train_start()
         record_file = Path(self.output_folder) / RUN_RECORD
-        if record_file.is_file() and self.current_epoch > 0:
-            return  # --c: the origin of the weights was recorded when the run started
+        if record_file.is_file() and self.current_epoch > 0:  # --c: recorded when the run started
+            check_resumed_learning_rate(self, json.loads(record_file.read_text()), record_file)
+            return
         changed = not torch.equal(state_checksum(unwrap(self.network).encoder), self._initial_encoder_checksum)
-        total = count_parameters(self.network)
-        record = {"trainer": type(self).__name__, "backbone_source": "pretrained" if changed else "random_init",
-                  "pretrained_weights": pretrained_weights_argument() if changed else None,
-                  "trainable_parameters": total, "total_parameters": total,
-                  "num_iterations": self.num_epochs * self.num_iterations_per_epoch, "batch_size": self.batch_size}
-        self.print_to_log_file(f"vox2vec: network from {'PRE-TRAINED weights' if changed else 'RANDOM INITIALISATION'}")
+        self.print_to_log_file(f"vox2vec: network from {'PRE-TRAINED weights' if changed else 'RANDOM INITIALISATION'}; "
+                               f"{self.num_epochs * self.num_iterations_per_epoch:,} iterations, SGD lr "
+                               f"{self.initial_lr:g} ({self.learning_rate_source})")
         if self.local_rank == 0:
-            record_file.write_text(json.dumps(record, indent=2))
+            write_run_record(self, record_file, "pretrained" if changed else "random_init",
+                             pretrained_weights_argument() if changed else None, count_parameters(self.network))
 
 
-class nnUNetTrainer_Vox2VecFineTune(RunRecord, nnUNetTrainer):
+class nnUNetTrainer_Vox2VecFineTune(_Vox2VecUNetTrainer):
     """nnUNetTrainer with the two-stage warm-up for pre-trained weights; see the module docstring."""
+
+    setup = "unet_finetune"
 
     def initialize(self) -> None:
         if self.is_ddp:
@@ -136,9 +141,11 @@ class nnUNetTrainer_Vox2VecFineTune(RunRecord, nnUNetTrainer):
         super().on_train_epoch_start()
 
 
-class nnUNetTrainer_Vox2VecScratch(RunRecord, nnUNetTrainer):
+class nnUNetTrainer_Vox2VecScratch(_Vox2VecUNetTrainer):
     """nnUNetTrainer as it is (from scratch: SGD 1e-2, poly schedule), writing the run record that
     the benchmark reads; the baseline of :class:`nnUNetTrainer_Vox2VecFineTune`."""
+
+    setup = "unet_scratch"
 
 
 class nnUNetTrainer_Vox2VecScratchWarmup(nnUNetTrainer_Vox2VecFineTune):
@@ -146,33 +153,10 @@ class nnUNetTrainer_Vox2VecScratchWarmup(nnUNetTrainer_Vox2VecFineTune):
     from random initialisation: the control that separates what the pre-trained weights bring from
     what the schedule brings. Refuses ``-pretrained_weights``."""
 
+    setup = "unet_scratch_warmup"
+
     def initialize(self) -> None:
         if pretrained_weights_argument() is not None:
             raise Vox2VecError(f"{type(self).__name__} is the from-scratch control of the fine-tuning schedule; "
                                f"drop -pretrained_weights (or use nnUNetTrainer_Vox2VecFineTune)")
         super().initialize()
-
-
-class _DemoBudget(NoTestTimeMirroring):
-    """The FPN setups' demo budget (``budgets.DEMO``): 500 iterations (5 epochs x 100) of the plans'
-    batch, 5 validation iterations per epoch, validated without test-time mirroring; the learning
-    rate stays nnU-Net's."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = DEMO.num_epochs
-        self.num_iterations_per_epoch = DEMO.num_iterations_per_epoch
-        self.num_val_iterations_per_epoch = DEMO.num_val_iterations_per_epoch
-
-
-class nnUNetTrainer_Vox2VecScratch_Demo(_DemoBudget, nnUNetTrainer_Vox2VecScratch):
-    pass
-
-
-class nnUNetTrainer_Vox2VecFineTune_Demo(_DemoBudget, nnUNetTrainer_Vox2VecFineTune):
-    """The demo budget; each warm-up stage is one of the 5 epochs."""
-
-
-class nnUNetTrainer_Vox2VecScratchWarmup_Demo(_DemoBudget, nnUNetTrainer_Vox2VecScratchWarmup):
-    pass

@@ -29,7 +29,6 @@ from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.network.unet import Vox2VecUNet
 from vox2vec_nnunet.pretraining.prepare import TARGET_NORMALIZATION_KEY
 from vox2vec_nnunet.training.pretraining import Vox2VecPretrainTrainer
-from vox2vec_nnunet.training.pretraining_variants import Vox2VecPretrainTrainer_Demo
 
 
 class Vox2VecPretrainTrainer_UNet(Vox2VecPretrainTrainer):
@@ -59,8 +58,3 @@ class Vox2VecPretrainTrainer_UNet(Vox2VecPretrainTrainer):
             return Vox2VecUNet(unet, cls.projection_dim)
         except ValueError as error:
             raise Vox2VecError(f"plans '{plans_manager.plans_name}' of {plans_manager.dataset_name}: {error}") from None
-
-
-class Vox2VecPretrainTrainer_UNet_Demo(Vox2VecPretrainTrainer_UNet, Vox2VecPretrainTrainer_Demo):
-    """The U-Net at the FPN's demo budget, taken from ``Vox2VecPretrainTrainer_Demo``: 300 iterations
-    (6 epochs x 50) of 4 volumes x 256 positions, a snapshot every 100 iterations."""
