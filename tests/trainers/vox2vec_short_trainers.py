@@ -125,3 +125,13 @@ class Vox2VecPretrainTrainer_Float64Test(Vox2VecPretrainTrainer):
             if self.is_ddp:
                 torch.distributed.barrier()  # rank 0 has written the checkpoint
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Vox2VecPretrainTrainer_Test_Seed0(Vox2VecPretrainTrainer_Test):
+    """The demo's seeded pre-training at the test budget (``--trainer_variant Test``)."""
+
+    seed = 0
+
+
+class Vox2VecPretrainTrainer_Test_Seed1(Vox2VecPretrainTrainer_Test):
+    seed = 1
