@@ -1,7 +1,7 @@
 """The architecture swap: the plans entry that makes nnU-Net build the vox2vec FPN.
 
 nnU-Net builds ``configurations[cfg]["architecture"]["network_class_name"]`` (located with
-``pydoc.locate``) with ``arch_kwargs`` (SPEC section 2, "Network through plans").
+``pydoc.locate``) with ``arch_kwargs`` (nnU-Net's ``get_network_from_plans``).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Intensity augmentation (paper sec. 3.1, SPEC "Intensity augmentation")."""
+"""Intensity augmentation (paper sec. 3.1, docs/method.md, "Intensity augmentation")."""
 import math
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Body mask and body bounding box (paper sec. 3.1 and 4.1, SPEC "Body mask")."""
+"""Body mask and body bounding box (paper sec. 3.1 and 4.1, docs/method.md, "Body mask")."""
 import numpy as np
 import pytest
 

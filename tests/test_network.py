@@ -1,4 +1,5 @@
-"""The FPN, its heads and the nnU-Net segmentation network (paper Sect. 3.2, 3.4; SPEC section 1)."""
+"""The FPN, its heads and the nnU-Net segmentation network (paper Sect. 3.2, 3.4; docs/method.md,
+"Network" and "Heads")."""
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,4 @@
-"""Synthetic abdominal CT phantoms (SPEC section 3) and their nnU-Net raw datasets."""
+"""Synthetic abdominal CT phantoms and their nnU-Net raw datasets."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""Patch-pair and positive-pair sampling (paper sec. 3.1, SPEC "Positive and negative pairs")."""
+"""Patch-pair and positive-pair sampling (paper sec. 3.1; docs/method.md, "Positive and negative
+pairs")."""
 import numpy as np
 import pytest
 

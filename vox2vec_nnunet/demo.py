@@ -2,7 +2,8 @@
 
 Everything runs through the real commands, in a workspace of its own (its own ``nnUNet_raw``,
 ``nnUNet_preprocessed`` and ``nnUNet_results``), so a user sees the product exactly as they
-would use it, at a scale a 2-core CPU finishes in minutes (SPEC section 4): phantoms at
+would use it, at a scale a 2-core CPU finishes in minutes (docs/method.md, "What a small CPU run
+can show"): phantoms at
 6 x 3 x 3 mm, patches of 16 x 64 x 64, an FPN of 8 base channels and 5 levels, 300
 pre-training iterations of 4 volumes x 256 positions with seed 0, and 500-iteration linear
 probes at learning rate 3e-3 with 3-fold cross-validation (``--pretrain_seeds 0 1 2``: one

@@ -1,4 +1,4 @@
-"""The vox2vec contrastive objective (paper Sect. 3.3; SPEC "Projector and loss").
+"""The vox2vec contrastive objective (paper Sect. 3.3; docs/method.md, "Projector and loss").
 
 For N positive pairs of projected voxel embeddings ``z1[i] <-> z2[i]`` (rows L2-normalised
 by the projector) the 2N embeddings are stacked into ``Z`` and every one of them is scored

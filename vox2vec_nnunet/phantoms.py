@@ -1,7 +1,7 @@
-"""Synthetic abdominal CT phantoms written as nnU-Net v2 raw datasets (SPEC section 3).
+"""Synthetic abdominal CT phantoms written as nnU-Net v2 raw datasets.
 
 No public abdominal CT with organ labels can be had offline, so the project draws its own:
-CT-like volumes in Hounsfield units with the tissue classes SPEC section 3 lists (air -1000,
+CT-like volumes in Hounsfield units with the usual CT tissue classes (air -1000,
 fat about -100, soft tissue 30-60, contrast-enhanced vessels and kidney cortex 150-250, bone
 400-1000, lung about -850, bowel gas) and an anatomy that varies between subjects. Organs that
 vox2vec must tell apart share intensities on purpose -- liver and spleen are drawn from one
@@ -361,7 +361,8 @@ def _depth_below_surface(body: np.ndarray, spacing: tuple[float, float], crop: t
 @dataclass(frozen=True)
 class _Tissues:
     """Intensities (HU) of one subject. Liver and spleen share one parenchyma value and the
-    kidneys one cortex value (SPEC section 3: context, not intensity, must separate them)."""
+    kidneys one cortex value (context, not intensity, must separate them: docs/method.md,
+    "What a small CPU run can show")."""
 
     fat: float
     visceral_fat: float
@@ -946,7 +947,7 @@ def write_nnunet_raw_dataset(raw_root: Path, dataset_id: int, name: str, num_lab
 
     Labeled cases ``phantom_0000`` ... go to ``imagesTr`` (``{case}_0000.nii.gz``) and
     ``labelsTr``; the unlabeled ones, numbered on after them, go to ``imagesTs`` (nnU-Net never
-    preprocesses that folder; it serves self-supervised pre-training, SPEC section 2).
+    preprocesses that folder; it serves self-supervised pre-training).
     Case i is the independent subject ``case_seed(seed, i)``, scanned with
     ``config.case_geometry(case_seed(seed, i))``: the same field of view for every case with a
     :class:`PhantomConfig` (``make_phantom``), a scan drawn per case with a

@@ -2,7 +2,7 @@
 
 nnU-Net writes ``$nnUNet_results/DatasetXXX_Name/{trainer}__{plans}__{configuration}/fold_{k}/``
 with ``checkpoint_latest.pth`` during training, ``checkpoint_final.pth`` when training is done and
-``validation/summary.json`` after the final validation (SPEC section 2, "Checkpoints", "Folds").
+``validation/summary.json`` after the final validation (nnU-Net 2.8's ``nnUNetTrainer``).
 Our trainers add ``vox2vec_run.json`` (backbone source, trainable parameters, budget).
 """
 from __future__ import annotations

@@ -3,8 +3,9 @@ one draw.
 
 nnU-Net seeds neither its data augmentation nor its data loader's worker processes, so the same
 fold trained twice with the same settings ends differently; at demo scale (a few training cases,
-500 iterations) a rerun of a fold moved by tens of points. A gap between two setups means
-something only where it exceeds both the fold-to-fold spread and this run-to-run spread. With
+500 iterations) a rerun of a fold moved by tens of points (docs/results.md, "Repeated runs"). A
+gap between two setups means something only where it exceeds both the fold-to-fold spread and
+this run-to-run spread. With
 ``--repeats R`` every fold is trained R times: run 1 is the regular results folder (the one
 ``nnUNetv2_predict`` and ``nnUNetv2_find_best_configuration`` use), run r >= 2 a results root of
 its own, ``$nnUNet_results/DatasetXXX/vox2vec_repeats/run{r}``, given to ``nnUNetv2_train`` as its

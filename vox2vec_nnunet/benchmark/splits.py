@@ -7,8 +7,9 @@ nnU-Net trains fold ``i`` on ``splits_final.json[i]`` of the preprocessed datase
   ``nnunetv2.utilities.crossval_split.generate_crossval_split`` over the sorted training
   identifiers with nnU-Net's seed 12345 — for K = 5 exactly the split nnU-Net would make.
   An existing file with another number of regular folds is never silently replaced.
-* **Label efficiency** (the paper's stated future work; SPEC section 4: pre-training helps most
-  with few labeled cases): for budget k and regular fold f, an extra split trains on k cases
+* **Label efficiency** (the paper's stated future work, Sect. 6; pre-training helps most with few
+  labeled cases, docs/method.md, "What a small CPU run can show"): for budget k and regular
+  fold f, an extra split trains on k cases
   drawn from fold f's training cases and validates on fold f's validation cases. The draw is
   the first k entries of one seeded permutation per fold, so the subsets are nested (the k=1
   case is inside the k=2 cases, ...) and adding budgets later gives the same subsets. These

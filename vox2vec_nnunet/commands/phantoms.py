@@ -1,5 +1,5 @@
 """``vox2vec_nnunet_phantoms``: write synthetic abdominal CT phantoms as an nnU-Net v2 raw
-dataset (SPEC section 3), labeled cases in imagesTr/labelsTr and unlabeled ones (for
+dataset, labeled cases in imagesTr/labelsTr and unlabeled ones (for
 self-supervised pre-training) in imagesTs.
 
     vox2vec_nnunet_phantoms -d 501 -n 10 --unlabeled 20 --seed 0 [--name Phantoms]

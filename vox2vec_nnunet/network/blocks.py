@@ -1,7 +1,7 @@
-"""Building blocks of the vox2vec FPN and its heads (paper Sect. 3.2; SPEC section 1).
+"""Building blocks of the vox2vec FPN and its heads (paper Sect. 3.2; docs/method.md, "Network").
 
 The module and attribute names (``layers``) are those of the published checkpoint's state dict
-(``shared/reference/vox2vec_fpn3d_state_dict.tsv``), so that it loads without renaming.
+(340 tensors, docs/method.md, "Network"), so that it loads without renaming.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ class ResBlock3d(nn.Module):
     """Pre-activation residual block: BN -> ReLU -> Conv -> BN -> ReLU -> Conv, plus identity.
 
     Convolutions have biases and BatchNorm uses PyTorch's defaults; nothing follows the sum
-    (SPEC section 1, "FPN3d layout"). ``kernel_size`` is 3 in the FPN and 1 in the non-linear
+    (docs/method.md, "Network"). ``kernel_size`` is 3 in the FPN and 1 in the non-linear
     head (paper Sect. 3.4: the head "replicates the UNet's decoder but sets the kernel size of all
     convolutions to 1").
 
@@ -57,8 +57,8 @@ def crop_to(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
     The encoder pools with ``ceil_mode``, so an odd size ``s`` becomes ``ceil(s / 2)`` and the
     nearest-neighbour upsampling by 2 overshoots by at most one voxel; cropping restores the
-    skip's size (SPEC section 1: "nearest upsample x2, crop to the skip's size"). This is what
-    lets the FPN take patch sizes that are not multiples of 2^(levels-1).
+    skip's size (docs/method.md, "Network": "nearest upsampling x2, crop to the skip's size").
+    This is what lets the FPN take patch sizes that are not multiples of 2^(levels-1).
     """
     z, y, w = reference.shape[2:]
     return x[:, :, :z, :y, :w]

@@ -1,4 +1,4 @@
-"""The vox2vec 3D Feature Pyramid Network (paper Sect. 3.2, Fig. 1 right; SPEC section 1).
+"""The vox2vec 3D Feature Pyramid Network (paper Sect. 3.2, Fig. 1 right; docs/method.md, "Network").
 
 A UNet-like encoder-decoder whose decoder keeps every level: level ``i`` has
 ``base_channels * 2**i`` channels at ``1 / 2**i`` of the input resolution. With 16 base

@@ -1,4 +1,4 @@
-"""Segmentation heads on top of the FPN's feature pyramid (paper Sect. 3.4; SPEC section 1)."""
+"""Segmentation heads on top of the FPN's feature pyramid (paper Sect. 3.4; docs/method.md, "Heads")."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""The pre-training projector g (paper Sect. 3.3; SPEC "Projector and loss")."""
+"""The pre-training projector g (paper Sect. 3.3; docs/method.md, "Projector and loss")."""
 from __future__ import annotations
 
 import torch

@@ -2,7 +2,8 @@
 
 nnU-Net instantiates it from ``configurations[cfg]["architecture"]`` as
 ``Vox2VecSegmentationNetwork(input_channels=, num_classes=, deep_supervision=, **arch_kwargs)``
-(SPEC section 2). Parameter names are chosen for nnU-Net's ``-pretrained_weights``: the backbone
+(nnU-Net's ``get_network_from_plans``). Parameter names are chosen for nnU-Net's
+``-pretrained_weights``: the backbone
 lives under ``backbone.`` with the published FPN's names, and the head under
 ``decoder.seg_layers.``, the one key fragment nnU-Net's loader does not require in a checkpoint.
 So a checkpoint that holds only a backbone (pre-training, or the imported published weights)

@@ -1,4 +1,5 @@
-"""Intensity augmentation of pre-training patches (paper sec. 3.1; SPEC "Intensity augmentation").
+"""Intensity augmentation of pre-training patches (paper sec. 3.1; docs/method.md, "Intensity
+augmentation").
 
 Patches are HU tensors ``(B, 1, z, y, x)`` (slice axis first, see
 :mod:`vox2vec_nnunet.pretraining.body_mask`); every patch gets its own random parameters,
@@ -13,7 +14,8 @@ applied in the reference order:
    linearly onto ``output_range`` (for nnU-Net's own U-Nets, onto what the plans'
    CTNormalization gives: :meth:`IntensityAugmentation.for_ct_normalization`).
 
-Only these intensity augmentations: SPEC "No spatial augmentation besides the crop".
+Only these intensity augmentations: no spatial augmentation besides the crop (docs/method.md,
+"Intensity augmentation").
 The filters act on the two in-plane axes (y, x) only, as the reference filters the axial
 plane. They are separable sampled Gaussians with one kernel per patch, applied to the whole
 batch at once (:func:`gaussian_blur_in_plane`), each kernel reaching ``ceil(3 * sigma)``

@@ -1,4 +1,4 @@
-"""Body mask and body bounding box of a CT volume (paper sec. 3.1 and 4.1; SPEC "Body mask").
+"""Body mask and body bounding box of a CT volume (paper sec. 3.1 and 4.1; docs/method.md, "Body mask").
 
 Array convention (used by every module of ``vox2vec_nnunet.pretraining``): a volume is a
 3-D array laid out like nnU-Net's preprocessed arrays without the channel axis,
@@ -19,9 +19,9 @@ around a foam core, and anything else separated from the patient by air, such as
 or a cable) lies below the patient with a mattress and air between them. Of the connected
 parts that are not outside air, only the one holding the most tissue (voxels at or above
 -500 HU) is the body; the others are background. The reference implementation keeps them,
-so it samples positions on the table; this is a deliberate difference (README,
-"Faithfulness"). A body part separated from the trunk by air in every slice (an arm held
-beside the body) is dropped with them.
+so it samples positions on the table; this is a deliberate difference (docs/method.md,
+"Where this implementation differs"). A body part separated from the trunk by air in every
+slice (an arm held beside the body) is dropped with them.
 """
 import cc3d
 import numpy as np
@@ -43,7 +43,7 @@ def _check_volume(image_hu: np.ndarray) -> np.ndarray:
 def body_mask(image_hu: np.ndarray) -> np.ndarray:
     """Body mask of a CT volume ``(z, y, x)`` in HU: True inside the patient.
 
-    SPEC "Body mask": air = HU < -500; pad air by one voxel with True on the two in-plane
+    docs/method.md, "Body mask": air = HU < -500; pad air by one voxel with True on the two in-plane
     axes; the connected component (full, 26-connectivity) of the corner voxel is the
     outside air; remove the padding; not outside air = candidate body. Enclosed air (lungs,
     bowel gas) therefore counts as body. Then, of the connected parts (26-connectivity) of

@@ -4,7 +4,7 @@ Images come from nnU-Net raw datasets (``imagesTr`` and ``imagesTs``; labels are
 needed nor used) and from plain folders of image files. Each image is preprocessed with
 nnU-Net's own ``DefaultPreprocessor`` under a :class:`PreprocessingPlans` (intensities kept in
 HU), cropped to the bounding box of voxels above -500 HU (Sect. 4.1), and saved with nnU-Net's
-dataset class; the case's body mask (SPEC "Body mask") is stored as its segmentation, so
+dataset class; the case's body mask (docs/method.md, "Body mask") is stored as its segmentation, so
 nnU-Net's loaders deliver it beside the image. Two kinds of plans:
 
 * for the vox2vec FPN, the ``3d_vox2vec_pretrain`` configuration (1x1x2 mm, each scan's slice

@@ -4,7 +4,7 @@ Array convention: volumes and patches are ``(z, y, x)`` with the slice axis firs
 nnU-Net's preprocessed arrays (see :mod:`vox2vec_nnunet.pretraining.body_mask`); the
 paper's patch (H, W, D) = (128, 128, 32) is ``patch_size = (32, 128, 128)`` here.
 
-SPEC "Positive and negative pairs" (reference sampling): an anchor voxel is drawn
+docs/method.md, "Positive and negative pairs" (reference sampling): an anchor voxel is drawn
 uniformly from the body voxels; each patch's start along an axis of size S with patch size
 p is uniform in ``[max(0, a - p + 1), min(S - p, a)]``, so both patches contain the anchor
 ``a`` and therefore overlap; m positions are drawn uniformly from the body voxels inside

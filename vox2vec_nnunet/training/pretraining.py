@@ -2,7 +2,8 @@
 
     nnUNetv2_train 900 3d_vox2vec_pretrain all -p Vox2VecPlans -tr Vox2VecPretrainTrainer
 
-Paper Sect. 3.1-3.3 and 4.1 (SPEC section 1): per iteration, ``num_volumes`` (n = 10)
+Paper Sect. 3.1-3.3 and 4.1 (docs/method.md, "Positive and negative pairs" to "Pre-training
+optimisation"): per iteration, ``num_volumes`` (n = 10)
 different volumes each give two overlapping patches and ``num_positions`` (m = 1000) positive
 voxel pairs; the patches are intensity-augmented, both views go through the FPN in one batch,
 each sampled voxel's 1008-d representation is projected to the 128-d unit sphere, and InfoNCE

@@ -231,8 +231,8 @@ def reestimate_batchnorm(backbone: nn.Module, batches: Iterable[torch.Tensor]) -
 class _BatchNormReestimated:
     """Random-FPN baseline with BatchNorm statistics re-estimated on training batches first.
 
-    SPEC section 4: re-estimation helps a probe at a short budget and can hurt a converged
-    one; tables name which random baseline they show.
+    Re-estimation helps a probe at a short budget and can hurt a converged one
+    (docs/method.md, "What a small CPU run can show"); tables name which random baseline they show.
     """
 
     batchnorm_batches: int = 20
@@ -293,27 +293,23 @@ class Vox2VecTrainer_FineTune(Vox2VecTrainer):
     1,200/45,000 of the iterations (:func:`finetune_schedule`, :func:`finetune_backbone_lr`);
     the head trains at ``initial_lr`` throughout. At the paper's budget that is its schedule:
     frozen for 15,000 of 45,000 iterations, 3e-5 -> 3e-4 over 1,200. This follows the paper;
-    the released code does not apply this schedule correctly (SPEC section 1). Scaling the
+    the released code does not apply this schedule correctly (docs/method.md, "Evaluation
+    protocol"). Scaling the
     warm-up matters at short budgets: a fixed 1,200-iteration warm-up leaves a 500-iteration
     run's backbone below 7 % of its learning rate.
 
     The backbone's range stays the paper's when a budget raises the head's learning rate (the
-    demo budgets' 3e-3): the pre-trained backbone never sees more than 3e-4, as in the paper.
-    Evidence (demo phantoms, fold 0, ``_Demo``, FPN pre-trained 200 iterations): with the
-    backbone warmed up to the head's 3e-3 fine-tuning collapsed in the epoch of the unfreeze
-    (pseudo Dice 0.28 -> 0.01) and ended at final Dice 0.272; with 3e-5 -> 3e-4 it ended at
-    0.618 (pseudo Dice by epoch 0.29, 0.29, 0.26, 0.61, 0.70: no collapse); from scratch 0.439,
-    non-linear probe 0.321.
+    demo budgets' 3e-3): the pre-trained backbone never sees more than 3e-4, as in the paper;
+    warmed up to the head's 3e-3 it collapsed at the unfreeze (docs/results.md, "Fine-tuning's
+    schedule at short budgets").
 
     ``backbone_batchnorm`` says what the backbone's BatchNorm layers do once it is unfrozen
     (while frozen they keep the pre-training statistics, as in probing): ``"batch"`` normalises
     with batch statistics and updates the running ones (ordinary training, the default);
     ``"pretrained"`` keeps the pre-training statistics (eval mode) and trains only their affine
-    parameters. Evidence with this schedule at the demo budget (``_Demo``: 500 iterations of
-    batch 2, head lr 3e-3), demo phantoms, 3 folds, the same pre-trained weights: mean Dice 0.694
-    ± 0.024 with ``"batch"`` (0.679, 0.682, 0.721) and 0.714 ± 0.032 with ``"pretrained"``
-    (0.703, 0.750, 0.688); paired +0.020 ± 0.051, one fold of three the other way: no difference
-    beyond the spread, so the default stays ordinary training (README "Table 1 at demo scale").
+    parameters. Measured at the demo budget, the two differ by less than the spread over folds
+    and reruns, so the default stays ordinary training (docs/results.md, "Fine-tuning's schedule
+    at short budgets").
     Re-estimating the statistics at the unfreeze was not measured.
     """
 
