@@ -326,6 +326,8 @@ def test_label_efficiency_table(env: dict[str, Path], tmp_path: Path) -> None:
     #   = [-.148414, .348414]: level
     assert f"| fine-tuning | +10.0 [-14.8, +34.8] level (f{i[0]} +10.0, f{i[1]} +20.0, f{i[2]} +0.0) | — |" in md
     assert "| from scratch | 0.0003 (budget base); 1 run(s) per fold | 0.0003 (budget base); 1 run(s) per fold |" in md
+    assert "Fine-tuning's LR is its head's: its backbone stays frozen for the first third, then warms up " \
+           "3e-05 -> 0.0003 whatever the head's LR" in md
     with (out / "label_efficiency.csv").open() as f:
         finetune = {int(row["num_labeled"]): row for row in csv.DictReader(f) if row["setup"] == "finetune"}
     assert float(finetune[1]["paired_diff_ci95_low"]) == pytest.approx(-0.148414, abs=1e-6)
@@ -599,6 +601,9 @@ def test_label_efficiency_figure_ends_with_all_labels_and_keeps_its_title_inside
     curves = [container.lines[0] for container in ax.containers]  # each errorbar's data line
     assert [list(c.get_xdata()) for c in curves] == [[2, 6], [2, 6]]
     assert [list(c.get_ydata()) for c in curves] == [pytest.approx([30.0, 80.0]), pytest.approx([30.0, 50.0])]
+    # error bars: 95% intervals; scratch at 2 labeled .2 .3 .4 -> 30 ± t(.975, 2) 10 / sqrt(3) = 30 ± 24.84138
+    (low, high) = ax.containers[0].lines[2][0].get_segments()[0]
+    assert (low[1], high[1]) == (pytest.approx(30 - 24.84138, abs=1e-4), pytest.approx(30 + 24.84138, abs=1e-4))
     renderer = FigureCanvasAgg(fig).get_renderer()
     title = ax.title.get_window_extent(renderer)
     assert title.x0 >= 0 and title.x1 <= fig.bbox.x1 and title.y1 <= fig.bbox.y1
@@ -867,3 +872,24 @@ def test_logged_training_seconds(tmp_path: Path) -> None:
         "2026-01-01 00:00:01: Epoch time: 12.5 s\nEpoch 1\n2026-01-01 00:00:14: Epoch time: 10.0 s\n")
     (tmp_path / "training_log_2026_1_1_01_00_00.txt").write_text("x: Epoch time: 2.25 s\n")  # resumed with --c
     assert logged_training_seconds(tmp_path) == pytest.approx(24.75)
+
+
+def test_run_benchmark_takes_a_request_and_returns_a_report(results_tree: Path, tmp_path: Path) -> None:
+    import io
+
+    from vox2vec_nnunet.benchmark.pipeline import run_benchmark
+    from vox2vec_nnunet.benchmark.request import BenchmarkRequest
+    out = tmp_path / "out"
+    report = run_benchmark(BenchmarkRequest(DATASET, setups=("scratch", "finetune"), folds=3, output=out),
+                           out=io.StringIO())
+    assert [r.setup.name for r in report.rows] == ["scratch"] and report.exit_code == 0 and not report.failures
+    assert report.written == [out / "dice_table.md", out / "dice_table.csv", out / "dice_vs_parameters.png"]
+    assert report.tables == [(f"{DATASET}, {PLANS}/{CONFIG}, folds [0, 1, 2] of 3", (out / "dice_table.md").read_text())]
+    assert "finetune: no finished folds, left out of the table" in map(str, report.problems)
+    assert report.errors() == ""
+    (results_tree.parent / "nnUNet_preprocessed" / DATASET).mkdir()
+    (results_tree.parent / "nnUNet_preprocessed" / DATASET / "dataset.json").write_text(json.dumps({"labels": LABELS}))
+    empty = run_benchmark(BenchmarkRequest(DATASET, setups=("finetune",), folds=3, output=out), out=io.StringIO())
+    assert empty.exit_code == 1 and "no finished fold of any setup was found" in empty.errors()
+    with pytest.raises(SystemExit, match="--fold_ids \\[3\\] outside 0..2"):
+        run_benchmark(BenchmarkRequest(DATASET, folds=3, fold_ids=(3,)))

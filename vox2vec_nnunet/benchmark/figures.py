@@ -96,7 +96,7 @@ def plot_dice_vs_labeled(rows: Sequence[tuple[int, Row]], path: Path, subtitle: 
     """Mean Dice over labels (%) against the number of labeled training cases, one line per
     setup, ending in the setup's result with all labels (``all_labeled``: the regular folds,
     which train on ``all_cases`` cases each); returns the figure as drawn. The x axis is logarithmic with base 2
-    (budgets are typically doubled: 1, 2, 4, ...), with a tick at every budget that was run and
+    (labeled counts are typically doubled: 1, 2, 4, ...), with a tick at every labeled count that was run and
     one marked "all" at the largest number of training cases of a regular fold."""
     fig = Figure(figsize=(7, 5))
     ax = fig.add_subplot()

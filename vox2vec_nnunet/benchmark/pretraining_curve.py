@@ -1,7 +1,7 @@
 """How long to pre-train: probe Dice against pre-training iterations, and its spread over seeds.
 
 The paper pre-trains for 100,000 iterations (Sect. 4.1) and does not say how the probes improve
-on the way. A user with a GPU budget wants to know when pre-training stops paying, so the
+on the way. A user with limited GPU time wants to know when pre-training stops paying, so the
 benchmark takes several checkpoints of pre-training runs — the snapshots a
 ``snapshot_every`` variant keeps (``fold_all/snapshots/checkpoint_iter_*.pth``) or any
 ``checkpoint_*.pth`` of ``Vox2VecPretrainTrainer`` — and trains each setup that starts from
