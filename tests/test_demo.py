@@ -16,7 +16,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("nnUNet_extTrainer", str(TEST_TRAINERS))
     monkeypatch.setenv("nnUNet_compile", "false")
     workspace = tmp_path / "demo"
-    args = ["-o", str(workspace), "--labeled", "4", "--unlabeled", "1", "--folds", "2", "--trainer_variant", "Test",
+    args = ["-o", str(workspace), "--labeled_phantoms", "4", "--unlabeled", "1", "--folds", "2", "--trainer_variant", "Test",
             "-np", "1"]
     assert main(args) == 0
     out = capsys.readouterr().out

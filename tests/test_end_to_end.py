@@ -123,6 +123,52 @@ def test_benchmark_repeats_a_fold_in_a_results_root_of_its_own(ws):
     assert float(row["run_to_run_std"]) == pytest.approx(np.std(per_run, ddof=1))
 
 
+def test_benchmark_selects_the_learning_rate_of_a_fold_on_an_inner_split(ws):
+    """--select_lr --lr_grid 1e-3 1e-2, from scratch, fold 0: an inner split of fold 0's training
+    cases, one run per value with VOX2VEC_LEARNING_RATE in its own results root, the final run at
+    the better value under vox2vec_selection/selected (the regular folder untouched), the table
+    saying which; a rerun trains nothing."""
+    args = ["vox2vec_nnunet_benchmark", "-d", DATASET, "--setups", "scratch", "--trainer_variant", "Test",
+            "--folds", "5", "--fold_ids", "0", "--select_lr", "--lr_grid", "1e-3", "1e-2", "--run", "-device", "cpu",
+            "-o", ws["root"] / "selection"]
+    regular = seg_folder(ws, SEG) / "fold_0"
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in regular.rglob("*")) if regular.exists() else None
+    out = run(args, ws["env"]).stdout
+    assert "inner runs: 2 (0 finished, 2 to train)" in out and "final runs: 1 (0 finished, 1 to train)" in out
+    preprocessed = ws["pre"] / "Dataset501_Phantoms"
+    splits = json.loads((preprocessed / "splits_final.json").read_text())
+    (entry,) = json.loads((preprocessed / "vox2vec_lr_selection.json").read_text())["splits"]
+    assert (entry["fold"], entry["num_labeled"]) == (0, None) and entry["fold_index"] >= 5
+    inner = splits[entry["fold_index"]]
+    assert set(inner["train"]) | set(inner["val"]) == set(splits[0]["train"])
+    assert not set(inner["train"]) & set(inner["val"]) and not set(inner["val"]) & set(splits[0]["val"])
+    selection = ws["results"] / "Dataset501_Phantoms" / "vox2vec_selection"
+    dice = {}
+    for lr in (1e-3, 1e-2):
+        fold = selection / f"lr{lr:g}" / "Dataset501_Phantoms" / seg_folder(ws, SEG).name / f"fold_{entry['fold_index']}"
+        record = json.loads((fold / "vox2vec_run.json").read_text())
+        assert (record["initial_lr"], record["learning_rate_source"]) == (lr, "VOX2VEC_LEARNING_RATE")
+        dice[lr] = json.loads((fold / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"]
+    chosen = max(sorted(dice), key=lambda lr: dice[lr])  # equal Dice: the smaller value
+    final = selection / "selected" / "Dataset501_Phantoms" / seg_folder(ws, SEG).name / "fold_0"
+    assert json.loads((final / "vox2vec_run.json").read_text())["initial_lr"] == chosen
+    assert (final / "validation" / "summary.json").is_file()
+    with (ws["root"] / "selection" / "dice_table.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["learning_rate"], row["learning_rate_mode"]) == (f"selected: f0 {chosen:g}", "selected")
+    assert f"| selected: f0 {chosen:g} | 1 | 1 |" in (ws["root"] / "selection" / "dice_table.md").read_text()
+    with (ws["root"] / "selection" / "lr_selection.csv").open() as f:
+        (choice,) = list(csv.DictReader(f))
+    assert float(choice["chosen_lr"]) == chosen
+    assert f"nnUNet_results={selection / 'selected'} nnUNetv2_predict -d Dataset501_Phantoms" in out
+    after = sorted((p.name, p.stat().st_mtime_ns) for p in regular.rglob("*")) if regular.exists() else None
+    assert after == before
+
+    again = run(args, ws["env"]).stdout
+    assert "inner runs: 2 (2 finished, 0 to train)" in again and "final runs: 1 (1 finished, 0 to train)" in again
+    assert again.count("skip (finished)") == 3 and "] $ " not in again  # no nnUNetv2_train started
+
+
 def test_wrong_plans_and_missing_weights_get_clear_messages(ws):
     result = run(["nnUNetv2_train", DATASET, "3d_vox2vec", "0", "-p", "Vox2VecPlans", "-device", "cpu",
                   "-tr", "Vox2VecTrainer_LinearProbe_Test"], ws["env"], expect_ok=False)

@@ -56,7 +56,8 @@ class DemoSettings:
     """What the demo's figures depend on; printed with the results."""
 
     workspace: Path
-    labeled: int = 9
+    labeled_phantoms: int = 9
+    """Labeled phantoms generated (the cross-validation's cases)."""
     unlabeled: int = 16
     folds: int = 3
     trainer_variant: str = "Demo"
@@ -124,12 +125,12 @@ class Demo:
         return f"{name}_{self.s.trainer_variant}"
 
     def phantoms(self) -> None:
-        self.step(f"1/5 CT phantoms: {self.s.labeled} labeled + {self.s.unlabeled} unlabeled (seed {self.s.seed})")
+        self.step(f"1/5 CT phantoms: {self.s.labeled_phantoms} labeled + {self.s.unlabeled} unlabeled (seed {self.s.seed})")
         raw = self.path("nnUNet_raw")
         if (raw / LABELED_NAME / "dataset.json").is_file():
             print(f"  already there: {raw / LABELED_NAME}")
             return
-        write_nnunet_raw_dataset(raw, LABELED_ID, "DemoPhantoms", self.s.labeled, self.s.unlabeled, self.s.seed,
+        write_nnunet_raw_dataset(raw, LABELED_ID, "DemoPhantoms", self.s.labeled_phantoms, self.s.unlabeled, self.s.seed,
                                  PhantomConfig(), num_processes=self.s.num_processes)
 
     def plan(self) -> None:
@@ -179,7 +180,7 @@ class Demo:
         self.step("5/5 results")
         seeds = len(self.s.pretrain_seeds) > 1
         print((output / ("pretraining_curve.md" if seeds else "dice_table.md")).read_text())
-        print(f"Settings: phantoms {self.s.labeled} labeled / {self.s.unlabeled} unlabeled at "
+        print(f"Settings: phantoms {self.s.labeled_phantoms} labeled / {self.s.unlabeled} unlabeled at "
               f"{'x'.join(self.s.spacing)} mm, patch {'x'.join(self.s.patch_size)}, FPN {self.s.base_channels} base "
               f"channels x {self.s.num_levels} levels; trainers *_{self.s.trainer_variant} (budgets in "
               f"vox2vec_nnunet/training/budgets.py), pre-training "
@@ -191,12 +192,12 @@ class Demo:
               f"Total time: {time.time() - self.start:.0f} s")
 
 
-    def benchmark(self, name: str, weights: Path, setups: tuple[str, ...], labeled: tuple[int, ...] = ()) -> Path:
+    def benchmark(self, name: str, weights: Path, setups: tuple[str, ...], labeled_cases: tuple[int, ...] = ()) -> Path:
         output = self.s.workspace / name
         self.run(name, ["vox2vec_nnunet_benchmark", "-d", LABELED_ID, "-p", PLANS, "-c", SEG_CONFIG,
                         "--setups", *setups, "--folds", self.s.folds, "--pretrained_weights", weights, "--run",
                         "-device", self.s.device, "--trainer_variant", self.s.trainer_variant, "-o", output,
-                        "--repeats", self.s.repeats, *(["--labeled", *labeled] if labeled else [])])
+                        "--repeats", self.s.repeats, *(["--labeled", *labeled_cases] if labeled_cases else [])])
         return output
 
     def table1(self, weights: Path) -> tuple[Path, Path]:
@@ -220,7 +221,7 @@ class Demo:
                         f"fine-tuning: backbone "
                         f"frozen for {freeze} iterations, then its lr rises {Vox2VecTrainer_FineTune.backbone_start_lr:g} "
                         f"-> {Vox2VecTrainer_FineTune.backbone_end_lr:g} over {warmup}")
-        return (f"Settings: phantoms {self.s.labeled} labeled / {self.s.unlabeled} unlabeled at "
+        return (f"Settings: phantoms {self.s.labeled_phantoms} labeled / {self.s.unlabeled} unlabeled at "
                 f"{'x'.join(self.s.spacing)} mm, patch {'x'.join(self.s.patch_size)}, FPN {self.s.base_channels} "
                 f"base channels x {self.s.num_levels} levels; {self.s.folds} folds; {schedule}; random baselines: "
                 f"the same FPN frozen at random initialisation, with and without BatchNorm statistics "

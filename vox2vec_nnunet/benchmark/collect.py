@@ -5,8 +5,11 @@ Dice comes from nnU-Net's own ``fold_k/validation/summary.json`` (written by
 foreground label, as the string of its integer value (or of its region tuple), to that label's
 metrics averaged over the fold's validation cases. Label names come from ``dataset.json``
 ``labels`` (name -> value). The number of trainable parameters, the backbone source and the
-training budget come from ``vox2vec_run.json``, written by our trainers, so a row of the table
-can never show a random-init run as a pre-trained one (paper Fig. 2, "random-FPN").
+training budget and the learning rate a run trained at (``initial_lr``, and
+``learning_rate_source``: ``budget NAME`` or ``VOX2VEC_LEARNING_RATE``; records written before
+the trainers recorded it have neither: "unrecorded") come from ``vox2vec_run.json``, written by
+our trainers, so a row of the table can never show a random-init run as a pre-trained one
+(paper Fig. 2, "random-FPN").
 
 Nothing here raises on a missing or broken fold: each one becomes a :class:`Problem` that says
 which setup, which fold and which file.
@@ -14,6 +17,7 @@ which setup, which fold and which file.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +53,8 @@ class RunRecord:
     total_parameters: int
     num_iterations: int
     batch_size: int
+    initial_lr: float | None = None  # None: a record from before the trainers wrote it
+    learning_rate_source: str | None = None
 
     @classmethod
     def read(cls, path: Path) -> RunRecord:
@@ -71,11 +77,19 @@ class RunRecord:
         weights = data.get("pretrained_weights")
         if weights is not None and not isinstance(weights, str):
             raise ValueError(f"run record {path}: 'pretrained_weights' must be a string or null")
+        lr = data.get("initial_lr")
+        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float))
+                               or not 0 < lr < math.inf):
+            raise ValueError(f"run record {path}: 'initial_lr' must be a positive number, got {lr!r}")
+        source = data.get("learning_rate_source")
+        if source is not None and not isinstance(source, str):
+            raise ValueError(f"run record {path}: 'learning_rate_source' must be a string, got {source!r}")
         return cls(trainer=data["trainer"], backbone_source=data["backbone_source"],
                    pretrained_weights=weights,
                    trainable_parameters=data["trainable_parameters"],
                    total_parameters=data["total_parameters"],
-                   num_iterations=data["num_iterations"], batch_size=data["batch_size"])
+                   num_iterations=data["num_iterations"], batch_size=data["batch_size"],
+                   initial_lr=None if lr is None else float(lr), learning_rate_source=source)
 
 
 @dataclass(frozen=True)
@@ -141,6 +155,15 @@ def read_fold_dice(summary_path: Path, labels: dict[str, str]) -> dict[str, floa
             raise ValueError(f"{summary_path} has no Dice for label {name!r} (key {key!r} in "
                              f"'mean'); its labels are {sorted(means)}") from e
     return dice
+
+
+def read_foreground_dice(summary_path: Path) -> float:
+    """nnU-Net's ``foreground_mean`` Dice of one ``summary.json`` (the mean over foreground labels
+    of each label's mean over the validation cases); ``ValueError`` names the file."""
+    try:
+        return float(json.loads(summary_path.read_text())["foreground_mean"]["Dice"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"cannot read foreground_mean Dice from {summary_path}: {e!r}") from e
 
 
 def collect_setup(layout: ResultsLayout, setup: Setup, folds: Sequence[int],

@@ -1,7 +1,7 @@
 """How long to pre-train: probe Dice against pre-training iterations, and its spread over seeds.
 
 The paper pre-trains for 100,000 iterations (Sect. 4.1) and does not say how the probes improve
-on the way. A user with a GPU budget wants to know when pre-training stops paying, so the
+on the way. A user with limited GPU time wants to know when pre-training stops paying, so the
 benchmark takes several checkpoints of pre-training runs — the snapshots a
 ``snapshot_every`` variant keeps (``fold_all/snapshots/checkpoint_iter_*.pth``) or any
 ``checkpoint_*.pth`` of ``Vox2VecPretrainTrainer`` — and trains each setup that starts from
@@ -29,7 +29,9 @@ from pathlib import Path
 import torch
 
 from vox2vec_nnunet.benchmark.collect import Problem
-from vox2vec_nnunet.benchmark.table import MeanStd, Row, _csv_int, _csv_number, _markdown, _notes, mean_std
+from vox2vec_nnunet.benchmark.statistics import MeanStd, mean_std
+from vox2vec_nnunet.benchmark.table import (_LR_COLUMNS, Row, _csv_int, _csv_learning_rate, _csv_number, _markdown,
+                                            _notes)
 from vox2vec_nnunet.training.pretraining import SNAPSHOT_FOLDER
 from vox2vec_nnunet.training.variants import unseeded_name
 
@@ -153,15 +155,16 @@ def curve_markdown(points: Sequence[CurvePoint], label_names: Sequence[str],
                    problems: Sequence[Problem] = ()) -> str:
     """One row per setup and checkpoint (the random-FPN baselines at 0 iterations), then the
     spread over seeds where there are several, then the notes."""
-    header = ["Setup", "Pre-training", "Seed", "Iterations", "Folds", *label_names, "Mean"]
+    header = ["Setup", "Pre-training", "Seed", "Iterations", "LR", "Folds", *label_names, "Mean"]
     body = []
     for p in points:
         run, seed = ("none (random FPN)", "—") if p.checkpoint is None else (p.checkpoint.run,
                                                                             str(p.checkpoint.seed))
-        body.append([p.row.setup.label, run, seed, f"{p.iteration:,}", str(len(p.row.folds)),
+        body.append([p.row.setup.label, run, seed, f"{p.iteration:,}", p.row.learning_rate(), str(len(p.row.folds)),
                      *(p.row.label_dice[n].percent() for n in label_names), p.row.mean_dice.percent()])
     text = ("Dice (%) on each fold's validation cases against pre-training iterations: mean ± sample "
-            "standard deviation (ddof=1) over folds. Mean: mean over labels per fold, then over folds.\n\n"
+            "standard deviation (ddof=1) over folds. Mean: mean over labels per fold, then over folds. LR: the "
+            "learning rate the folds trained at (vox2vec_run.json).\n\n"
             + _markdown(header, body))
     spreads = seed_spreads(points)
     if spreads:
@@ -177,7 +180,7 @@ def curve_markdown(points: Sequence[CurvePoint], label_names: Sequence[str],
 def write_curve_csv(points: Sequence[CurvePoint], label_names: Sequence[str], path: Path) -> None:
     """One line per setup and checkpoint; Dice as fractions, mean and std in separate columns."""
     header = ["setup", "label", "trainer", "pretraining_trainer", "pretraining_seed", "pretraining_iterations",
-              "checkpoint", "num_folds", "folds"]
+              "checkpoint", *_LR_COLUMNS, "num_folds", "folds"]
     for name in [*label_names, "mean"]:
         header += [f"{name}_dice_mean", f"{name}_dice_std"]
     with path.open("w", newline="") as f:
@@ -187,7 +190,7 @@ def write_curve_csv(points: Sequence[CurvePoint], label_names: Sequence[str], pa
             c = p.checkpoint
             line = [p.row.setup.name, p.row.setup.label, p.row.setup.trainer, "" if c is None else c.trainer,
                     _csv_int(None if c is None else c.seed), p.iteration, "" if c is None else str(c.path),
-                    len(p.row.folds), " ".join(map(str, p.row.folds))]
+                    *_csv_learning_rate(p.row), len(p.row.folds), " ".join(map(str, p.row.folds))]
             for stats in [*(p.row.label_dice[n] for n in label_names), p.row.mean_dice]:
                 line += [_csv_number(stats.mean), _csv_number(stats.std)]
             writer.writerow(line)

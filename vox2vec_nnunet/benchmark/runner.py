@@ -12,10 +12,17 @@ Each (setup, fold) is one subprocess ``nnUNetv2_train DATASET CONFIG FOLD -tr TR
 ``-pretrained_weights`` goes only with a fresh training: nnU-Net refuses it together with
 ``--c`` (``maybe_load_checkpoint``), and the checkpoint holds the weights anyway. A failing fold
 is reported and the others still run.
+
+A job with a ``learning_rate`` trains at that rate: ``VOX2VEC_LEARNING_RATE`` in the environment of
+its ``nnUNetv2_train``, which every segmentation trainer takes as its ``initial_lr`` and records in
+``vox2vec_run.json``; a fold that was started or finished at another rate is not touched (a
+failure that says so). A job without one trains at its budget's rate: the variable is removed
+from the environment, even when the user's shell sets it.
 """
 from __future__ import annotations
 
 import enum
+import math
 import os
 import shutil
 import subprocess
@@ -28,6 +35,7 @@ from typing import TextIO
 from vox2vec_nnunet.benchmark.collect import RunRecord
 from vox2vec_nnunet.benchmark.layout import (CHECKPOINT_FINAL, CHECKPOINT_LATEST, RUN_RECORD,
                                              SUMMARY, ResultsLayout)
+from vox2vec_nnunet.training.budgets import LEARNING_RATE_VARIABLE
 from vox2vec_nnunet.training.setups import Setup
 from vox2vec_nnunet.nnunet_env import training_env
 
@@ -50,15 +58,22 @@ def decide_action(fold_dir: Path) -> Action:
 
 @dataclass(frozen=True)
 class Job:
-    """One fold of one setup; ``description`` says what the fold is, for messages."""
+    """One fold of one setup; ``description`` says what the fold is, for messages;
+    ``learning_rate`` the rate to train at (None: the budget's)."""
 
     setup: Setup
     fold: int
     description: str
+    learning_rate: float | None = None
 
     @property
     def prefix(self) -> str:
-        return f"[{self.setup.name} {self.description}]"
+        lr = "" if self.learning_rate is None else f", lr {self.learning_rate:g}"
+        return f"[{self.setup.name} {self.description}{lr}]"
+
+    def environment(self) -> dict[str, str | None]:
+        """``VOX2VEC_LEARNING_RATE`` for this job's ``nnUNetv2_train`` (None: removed)."""
+        return {LEARNING_RATE_VARIABLE: None if self.learning_rate is None else repr(self.learning_rate)}
 
 
 def check_weights(setups: Sequence[Setup], pretrained_weights: Path | None,
@@ -129,8 +144,24 @@ def _weights_warning(fold_dir: Path, job: Job, pretrained_weights: Path | None) 
     return None
 
 
-def _stream(command: list[str], prefix: str, out: TextIO, env: Mapping[str, str]) -> int:
-    env = training_env({**os.environ, **env, "PYTHONUNBUFFERED": "1"})
+def _learning_rate_conflict(fold_dir: Path, job: Job) -> str | None:
+    """Why a kept fold cannot be this job's: its run record names another learning rate."""
+    record_path = fold_dir / RUN_RECORD
+    if job.learning_rate is None or not record_path.is_file():
+        return None
+    try:
+        recorded = RunRecord.read(record_path).initial_lr
+    except ValueError:
+        return None  # reported when the results are collected
+    if recorded is None or math.isclose(recorded, job.learning_rate, rel_tol=1e-9):
+        return None
+    return (f"{fold_dir} was trained at learning rate {recorded:g}, not {job.learning_rate:g}; delete it "
+            f"to train it at {job.learning_rate:g}")
+
+
+def _stream(command: list[str], prefix: str, out: TextIO, env: Mapping[str, str | None]) -> int:
+    merged = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    env = training_env({k: v for k, v in merged.items() if v is not None})
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           bufsize=1, env=env) as process:
         assert process.stdout is not None
@@ -157,6 +188,11 @@ def run_jobs(jobs: Sequence[Job], dataset: str, layout: ResultsLayout,
             warning = _weights_warning(fold_dir, job, pretrained_weights)
             if warning:
                 out.write(f"{job.prefix} {warning}\n")
+            conflict = _learning_rate_conflict(fold_dir, job)
+            if conflict:
+                out.write(f"{job.prefix} FAILED: {conflict}\n")
+                outcomes.append(Outcome(job, action, conflict))
+                continue
         if action is Action.SKIP:
             outcomes.append(Outcome(job, action))
             continue
@@ -164,7 +200,7 @@ def run_jobs(jobs: Sequence[Job], dataset: str, layout: ResultsLayout,
         out.write(f"{job.prefix} $ {' '.join(command)}\n")
         out.flush()
         try:
-            returncode = _stream(command, job.prefix, out, env or {})
+            returncode = _stream(command, job.prefix, out, {**(env or {}), **job.environment()})
         except OSError as e:
             outcomes.append(Outcome(job, action, f"could not start {command[0]}: {e}"))
             continue

@@ -8,20 +8,27 @@ nnU-Net trains fold ``i`` on ``splits_final.json[i]`` of the preprocessed datase
   identifiers with nnU-Net's seed 12345 — for K = 5 exactly the split nnU-Net would make.
   An existing file with another number of regular folds is never silently replaced.
 * **Label efficiency** (the paper's stated future work, Sect. 6; pre-training helps most with few
-  labeled cases, docs/method.md, "What a small CPU run can show"): for budget k and regular
-  fold f, an extra split trains on k cases
+  labeled cases, docs/method.md, "What a small CPU run can show"): for k labeled cases and
+  regular fold f, an extra split trains on k cases
   drawn from fold f's training cases and validates on fold f's validation cases. The draw is
   the first k entries of one seeded permutation per fold, so the subsets are nested (the k=1
-  case is inside the k=2 cases, ...) and adding budgets later gives the same subsets. These
+  case is inside the k=2 cases, ...) and adding labeled counts later gives the same subsets. These
   splits are appended after the K regular ones (which are never reordered or changed); the
   mapping (k, f) -> fold index is kept in ``vox2vec_label_efficiency.json`` beside the file, and
   existing entries keep their index, because results live in ``fold_{index}`` folders.
+* **Inner splits** (learning-rate selection, :mod:`.lr_selection`): for each scored fold — a
+  regular fold f, or its split of k labeled cases — a split of *that fold's training cases
+  only*: about a third of them (``max(1, (n + 1) // 3)`` of ``n``) validate, the rest train, drawn
+  by one permutation of the sorted cases seeded by ``(seed, f, k, 1)`` (k = 0 for the regular
+  fold; the trailing 1 keeps it apart from the labeled draw's stream). The scored fold's own
+  validation cases are never in it. Appended the same way, with the mapping (f, k) -> fold
+  index in ``vox2vec_lr_selection.json``.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +36,7 @@ from nnunetv2.utilities.crossval_split import generate_crossval_split
 
 SPLITS_FILE = "splits_final.json"
 LABEL_EFFICIENCY_FILE = "vox2vec_label_efficiency.json"
+SELECTION_SPLITS_FILE = "vox2vec_lr_selection.json"
 SPLIT_SEED = 12345  # nnU-Net's seed for its default split (nnUNetTrainer.do_split)
 
 
@@ -47,19 +55,40 @@ class LabeledSplit:
 
 
 @dataclass(frozen=True)
+class InnerSplit:
+    """Fold ``fold_index`` of ``splits_final.json`` is the inner split of a scored fold: regular
+    fold ``fold`` (``num_labeled`` None) or its split of ``num_labeled`` labeled cases. It trains
+    and validates on that scored fold's training cases only."""
+
+    fold: int
+    num_labeled: int | None
+    fold_index: int
+
+
+@dataclass(frozen=True)
 class SplitsState:
-    """``splits_final.json`` and its label-efficiency mapping as they are on disk."""
+    """``splits_final.json`` and its label-efficiency and inner-split mappings as they are on disk."""
 
     splits: list[dict[str, list[str]]]
     num_regular_folds: int
     labeled: list[LabeledSplit] = field(default_factory=list)
     seed: int = SPLIT_SEED
+    inner: list[InnerSplit] = field(default_factory=list)
 
     def fold_index(self, num_labeled: int, fold: int) -> int:
         for s in self.labeled:
             if (s.num_labeled, s.fold) == (num_labeled, fold):
                 return s.fold_index
         raise KeyError(f"no label-efficiency split with {num_labeled} labeled cases for fold {fold}")
+
+    def inner_index(self, fold: int, num_labeled: int | None) -> int:
+        """The fold index of the inner split of regular fold ``fold`` (``num_labeled`` None) or of
+        its split of ``num_labeled`` labeled cases."""
+        for s in self.inner:
+            if (s.fold, s.num_labeled) == (fold, num_labeled):
+                return s.fold_index
+        of = f"fold {fold}" if num_labeled is None else f"{num_labeled} labeled cases of fold {fold}"
+        raise KeyError(f"no inner split of {of} (written by --run --select_lr)")
 
 
 def training_identifiers(preprocessed_dataset_dir: Path, plans: str, configuration: str,
@@ -110,22 +139,42 @@ def read_splits(preprocessed_dataset_dir: Path) -> SplitsState | None:
     if not isinstance(splits, list) or not all(
             isinstance(s, dict) and {"train", "val"} <= s.keys() for s in splits):
         raise SplitsError(f"{splits_path} must be a list of {{'train': [...], 'val': [...]}}")
+    state = SplitsState(splits, len(splits))
     mapping_path = preprocessed_dataset_dir / LABEL_EFFICIENCY_FILE
-    if not mapping_path.is_file():
-        return SplitsState(splits, len(splits))
-    try:
-        mapping = json.loads(mapping_path.read_text())
-        state = SplitsState(splits, int(mapping["num_regular_folds"]),
-                            [LabeledSplit(int(s["num_labeled"]), int(s["fold"]), int(s["fold_index"]))
-                             for s in mapping["splits"]], int(mapping["seed"]))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise SplitsError(f"{mapping_path} is not a valid label-efficiency mapping: {e!r}") from e
-    bad = [s for s in state.labeled if not state.num_regular_folds <= s.fold_index < len(splits)]
-    if state.num_regular_folds > len(splits) or bad:
-        raise SplitsError(f"{mapping_path} does not match {splits_path} ({len(splits)} splits): "
+    if mapping_path.is_file():
+        try:
+            mapping = json.loads(mapping_path.read_text())
+            state = SplitsState(splits, int(mapping["num_regular_folds"]),
+                                [LabeledSplit(int(s["num_labeled"]), int(s["fold"]), int(s["fold_index"]))
+                                 for s in mapping["splits"]], int(mapping["seed"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise SplitsError(f"{mapping_path} is not a valid label-efficiency mapping: {e!r}") from e
+        _check_indices(state, state.labeled, mapping_path, splits_path)
+    inner_path = preprocessed_dataset_dir / SELECTION_SPLITS_FILE
+    if inner_path.is_file():
+        try:
+            mapping = json.loads(inner_path.read_text())
+            num_regular_folds, seed = int(mapping["num_regular_folds"]), int(mapping["seed"])
+            inner = [InnerSplit(int(s["fold"]), None if s["num_labeled"] is None else int(s["num_labeled"]),
+                                int(s["fold_index"])) for s in mapping["splits"]]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise SplitsError(f"{inner_path} is not a valid inner-split mapping: {e!r}") from e
+        if mapping_path.is_file() and num_regular_folds != state.num_regular_folds:
+            raise SplitsError(f"{inner_path} says {num_regular_folds} regular folds, {mapping_path} says "
+                              f"{state.num_regular_folds}; rewrite them with --overwrite_splits")
+        state = replace(state, num_regular_folds=num_regular_folds, seed=seed, inner=inner)
+        _check_indices(state, state.inner, inner_path, splits_path)
+    return state
+
+
+def _check_indices(state: SplitsState, entries: Sequence[LabeledSplit | InnerSplit], mapping_path: Path,
+                   splits_path: Path) -> None:
+    """Refuse a mapping whose entries do not point after the regular folds into the file."""
+    bad = [s for s in entries if not state.num_regular_folds <= s.fold_index < len(state.splits)]
+    if state.num_regular_folds > len(state.splits) or bad:
+        raise SplitsError(f"{mapping_path} does not match {splits_path} ({len(state.splits)} splits): "
                           f"regular folds {state.num_regular_folds}, entries {bad}; "
                           f"rewrite both with --overwrite_splits")
-    return state
 
 
 def ensure_regular_splits(preprocessed_dataset_dir: Path, num_folds: int,
@@ -135,7 +184,7 @@ def ensure_regular_splits(preprocessed_dataset_dir: Path, num_folds: int,
 
     An existing file with ``num_folds`` regular folds is kept as it is (including a custom
     split). One with a different count is refused unless ``overwrite``; overwriting also drops
-    the label-efficiency mapping, whose indices pointed into the old file. ``identifiers`` is
+    the label-efficiency and inner-split mappings, whose indices pointed into the old file. ``identifiers`` is
     only called when a new file is written.
     """
     splits_path = preprocessed_dataset_dir / SPLITS_FILE
@@ -157,12 +206,13 @@ def ensure_regular_splits(preprocessed_dataset_dir: Path, num_folds: int,
     preprocessed_dataset_dir.mkdir(parents=True, exist_ok=True)
     _write_json(splits_path, splits)
     (preprocessed_dataset_dir / LABEL_EFFICIENCY_FILE).unlink(missing_ok=True)
+    (preprocessed_dataset_dir / SELECTION_SPLITS_FILE).unlink(missing_ok=True)
     return SplitsState(splits, num_folds)
 
 
 def labeled_subset(train_cases: Sequence[str], num_labeled: int, fold: int, seed: int) -> list[str]:
     """``num_labeled`` of ``train_cases``: the first entries of a permutation seeded by
-    ``(seed, fold)`` of the sorted cases, so smaller budgets are subsets of larger ones."""
+    ``(seed, fold)`` of the sorted cases, so smaller labeled counts are subsets of larger ones."""
     cases = sorted(train_cases)
     if not 1 <= num_labeled <= len(cases):
         raise SplitsError(f"fold {fold} has {len(cases)} training cases, cannot draw {num_labeled}")
@@ -170,9 +220,9 @@ def labeled_subset(train_cases: Sequence[str], num_labeled: int, fold: int, seed
     return [cases[i] for i in order[:num_labeled]]
 
 
-def ensure_label_efficiency_splits(preprocessed_dataset_dir: Path, budgets: Sequence[int]
+def ensure_label_efficiency_splits(preprocessed_dataset_dir: Path, labeled_counts: Sequence[int]
                                    ) -> SplitsState:
-    """Append the missing (budget, regular fold) splits for every regular fold; return the state.
+    """Append the missing (labeled count, regular fold) splits for every regular fold; return the state.
 
     Splits already in the mapping keep their index and are checked against a fresh draw (a
     mismatch means the file was edited, and is refused).
@@ -184,7 +234,7 @@ def ensure_label_efficiency_splits(preprocessed_dataset_dir: Path, budgets: Sequ
     splits = list(state.splits)
     labeled = list(state.labeled)
     known = {(s.num_labeled, s.fold): s.fold_index for s in labeled}
-    for k in sorted(set(budgets)):
+    for k in sorted(set(labeled_counts)):
         for f in range(state.num_regular_folds):
             expected = {"train": labeled_subset(splits[f]["train"], k, f, state.seed),
                         "val": list(splits[f]["val"])}
@@ -209,4 +259,55 @@ def ensure_label_efficiency_splits(preprocessed_dataset_dir: Path, budgets: Sequ
         "seed": state.seed,
         "splits": [{"num_labeled": s.num_labeled, "fold": s.fold, "fold_index": s.fold_index}
                    for s in labeled]})
-    return SplitsState(splits, state.num_regular_folds, labeled, state.seed)
+    return replace(state, splits=splits, labeled=labeled)
+
+
+def inner_split(train_cases: Sequence[str], fold: int, num_labeled: int | None, seed: int
+                ) -> dict[str, list[str]]:
+    """The inner split of a scored fold whose training cases are ``train_cases`` (nothing else):
+    ``max(1, (n + 1) // 3)`` of the ``n`` cases validate, the rest train, chosen by a permutation
+    of the sorted cases seeded by ``(seed, fold, num_labeled or 0, 1)``."""
+    cases = sorted(train_cases)
+    if len(cases) < 2:
+        of = f"fold {fold}" if num_labeled is None else f"the {num_labeled} labeled cases of fold {fold}"
+        raise SplitsError(f"{of} has {len(cases)} training case(s); an inner split for learning-rate "
+                          f"selection needs at least 2")
+    order = np.random.default_rng((seed, fold, num_labeled or 0, 1)).permutation(len(cases))
+    num_val = max(1, (len(cases) + 1) // 3)
+    return {"train": sorted(cases[i] for i in order[num_val:]), "val": sorted(cases[i] for i in order[:num_val])}
+
+
+def ensure_inner_splits(preprocessed_dataset_dir: Path, scored: Sequence[tuple[int, int | None]]) -> SplitsState:
+    """Append the missing inner splits of the scored folds ``scored`` — (regular fold, None) or
+    (regular fold, labeled count), whose label-efficiency split must exist — and return the state.
+    Existing inner splits keep their index and are checked against a fresh draw."""
+    state = read_splits(preprocessed_dataset_dir)
+    if state is None:
+        raise SplitsError(f"no {SPLITS_FILE} in {preprocessed_dataset_dir}: the regular folds "
+                          f"must be written before the inner splits")
+    splits = list(state.splits)
+    inner = list(state.inner)
+    known = {(s.fold, s.num_labeled): s.fold_index for s in inner}
+    for fold, k in dict.fromkeys(scored):
+        source = splits[fold] if k is None else splits[state.fold_index(k, fold)]
+        expected = inner_split(source["train"], fold, k, state.seed)
+        if (fold, k) in known:
+            index = known[(fold, k)]
+            if sorted(splits[index]["train"]) != expected["train"] or sorted(splits[index]["val"]) != expected["val"]:
+                raise SplitsError(
+                    f"split {index} of {preprocessed_dataset_dir / SPLITS_FILE} is not the inner split "
+                    f"recorded in {SELECTION_SPLITS_FILE}; rewrite both with --overwrite_splits")
+            continue
+        inner.append(InnerSplit(fold, k, len(splits)))
+        splits.append(expected)
+    if len(splits) == len(state.splits):
+        return state
+    _write_json(preprocessed_dataset_dir / SPLITS_FILE, splits)
+    _write_json(preprocessed_dataset_dir / SELECTION_SPLITS_FILE, {
+        "description": "splits_final.json entries after the regular folds: the inner split of regular fold "
+                       "'fold' (num_labeled null) or of its split of num_labeled labeled cases, made of that "
+                       "split's training cases only, for learning-rate selection",
+        "num_regular_folds": state.num_regular_folds,
+        "seed": state.seed,
+        "splits": [{"fold": s.fold, "num_labeled": s.num_labeled, "fold_index": s.fold_index} for s in inner]})
+    return replace(state, splits=splits, inner=inner)

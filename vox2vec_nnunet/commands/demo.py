@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
                     "CPU in about 13 minutes on 2 cores; run again to resume.")
     p.add_argument("-o", "--workspace", type=Path, default=Path("vox2vec_demo"),
                    help="folder for all data and results (default: %(default)s)")
-    p.add_argument("--labeled", type=int, default=9, help="labeled phantoms (default: %(default)s)")
+    p.add_argument("--labeled_phantoms", type=int, default=9,
+                   help="labeled phantoms to generate, the cases of the cross-validation (default: %(default)s)")
     p.add_argument("--unlabeled", type=int, default=16, help="extra unlabeled phantoms for pre-training "
                                                              "(default: %(default)s)")
     p.add_argument("--folds", type=int, default=3, help="cross-validation folds (default: %(default)s)")
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         raise Vox2VecError(f"--pretrain_seeds {' '.join(map(str, unknown))}: the demo's pre-training variants have the "
                            f"seeds {', '.join(map(str, SEEDS))} (Vox2VecPretrainTrainer_Demo_Seed0, ...)")
     variant = args.trainer_variant or ("DemoLong" if args.long else "Demo")
-    return run_demo(DemoSettings(workspace=args.workspace.resolve(), labeled=args.labeled, unlabeled=args.unlabeled,
+    return run_demo(DemoSettings(workspace=args.workspace.resolve(), labeled_phantoms=args.labeled_phantoms, unlabeled=args.unlabeled,
                                  folds=args.folds, trainer_variant=variant, device=args.device, seed=args.seed,
                                  num_processes=args.num_processes, table1=args.table1,
                                  labeled_cases=tuple(args.labeled_cases), repeats=args.repeats,
