@@ -37,7 +37,7 @@ def make_trainer(tmp_path, monkeypatch):
 
     def make(cls):
         plans = build_plans("Dataset501_X", "Vox2VecPlans", {SEGMENTATION_CONFIGURATION: settings}, "SimpleITKIO",
-                            [0, 1, 2], 1, [2.0, 1.0, 1.0], [20, 40, 40])
+                            [0, 1, 2], ["CT"], [2.0, 1.0, 1.0], [20, 40, 40])
         plans["continue_training"] = False
         trainer = cls(plans, SEGMENTATION_CONFIGURATION, 0, DATASET_JSON, torch.device("cpu"))
         trainer.network = trainer.build_network_architecture(
