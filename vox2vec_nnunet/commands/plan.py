@@ -38,7 +38,7 @@ HU_CHECKED_CASES = 3
 case would add a pass over the dataset; the pre-training preparation checks every scan)."""
 
 
-def describe_channels(dataset_json: dict, dataset_json_file: Path) -> dict[str, str]:
+def dataset_channels(dataset_json: dict, dataset_json_file: Path) -> dict[str, str]:
     """Channel names of a raw dataset (refused with the file named when missing)."""
     try:
         return channel_names(dataset_json, dataset_json_file)
@@ -80,7 +80,7 @@ def plan_dataset(dataset: str, args: argparse.Namespace) -> None:
     if not raw_json.is_file():
         raise Vox2VecError(f"{raw_json} does not exist: is {name} an nnU-Net raw dataset?")
     dataset_json = load_json(str(raw_json))
-    channels = describe_channels(dataset_json, raw_json)
+    channels = dataset_channels(dataset_json, raw_json)
     check_hounsfield_units(raw_json.parent, dataset_json, channels)
     preprocessed = require_path_variable("nnUNet_preprocessed") / name
     if not (preprocessed / "dataset_fingerprint.json").is_file():
