@@ -11,16 +11,23 @@ The HU window is nnU-Net's own ``CTNormalization`` (clip to the percentiles, sub
 mean, divide by the std) with the plans' intensity properties set so that it computes
 ``clip(hu, lo, hi) - lo) / (hi - lo)``. Because it lives in the plans file,
 ``nnUNetv2_predict`` reproduces it with no extra step.
+
+The window is what a CT channel gets (``ct_normalization_scheme``). Every other channel gets
+the normalisation nnU-Net chooses for its name (:mod:`vox2vec_nnunet.channels`; per-image
+``ZScoreNormalization`` for MR names), in both configurations, with the intensity properties
+and ``use_mask_for_norm`` the caller passes (the planner: nnU-Net's own decisions), so
+pre-training data and segmentation data of such a channel are normalised alike.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
 from importlib import resources
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from vox2vec_nnunet.channels import is_ct, nnunet_normalization
 from vox2vec_nnunet_plans.architecture import fpn_architecture
 
 SEGMENTATION_CONFIGURATION = "3d_vox2vec"
@@ -43,7 +50,8 @@ class ConfigurationSettings:
     base_channels: int
     num_levels: int
     head: str
-    normalization_scheme: str
+    ct_normalization_scheme: str
+    """What a CT channel gets; other channels get nnU-Net's choice for their name."""
     preprocessor_name: str = "DefaultPreprocessor"
     batch_dice: bool = False
 
@@ -80,17 +88,21 @@ def default_settings(configuration: str) -> ConfigurationSettings:
     return ConfigurationSettings(**entry)
 
 
-def hu_window_intensity_properties(num_channels: int, window: Sequence[float] | None = None) -> dict:
+def hu_window_intensity_properties(window: Sequence[float] | None = None) -> dict:
     """Intensity properties that make ``CTNormalization`` map ``window`` linearly onto [0, 1]."""
     low, high = window if window is not None else load_template()["hu_window"]
-    properties = {"mean": float(low), "std": float(high - low), "percentile_00_5": float(low),
-                  "percentile_99_5": float(high), "min": float(low), "max": float(high),
-                  "median": float(low + high) / 2}
-    return {str(c): dict(properties) for c in range(num_channels)}
+    return {"mean": float(low), "std": float(high - low), "percentile_00_5": float(low),
+            "percentile_99_5": float(high), "min": float(low), "max": float(high),
+            "median": float(low + high) / 2}
 
 
-def configuration_entry(name: str, plans_name: str, settings: ConfigurationSettings, num_channels: int,
-                        median_image_size_in_voxels: Sequence[float]) -> dict:
+def normalization_schemes(channel_names: Sequence[str], settings: ConfigurationSettings) -> list[str]:
+    """Each channel's scheme: the configuration's CT scheme for CT, else nnU-Net's choice for its name."""
+    return [settings.ct_normalization_scheme if is_ct(name) else nnunet_normalization(name) for name in channel_names]
+
+
+def configuration_entry(name: str, plans_name: str, settings: ConfigurationSettings, channel_names: Sequence[str],
+                        use_mask_for_norm: Sequence[bool], median_image_size_in_voxels: Sequence[float]) -> dict:
     """One ``configurations`` entry of an nnU-Net plans file."""
     return {
         "data_identifier": f"{plans_name}_{name}",
@@ -99,8 +111,8 @@ def configuration_entry(name: str, plans_name: str, settings: ConfigurationSetti
         "patch_size": [int(p) for p in settings.patch_size],
         "median_image_size_in_voxels": [float(s) for s in median_image_size_in_voxels],
         "spacing": [float(s) for s in settings.spacing],
-        "normalization_schemes": [settings.normalization_scheme] * num_channels,
-        "use_mask_for_norm": [False] * num_channels,
+        "normalization_schemes": normalization_schemes(channel_names, settings),
+        "use_mask_for_norm": [bool(u) for u in use_mask_for_norm],
         **load_template()["resampling"],
         **{k: v for k, v in load_template()["resampling_overrides"].get(name, {}).items() if k != "description"},
         "architecture": fpn_architecture(settings.head, settings.base_channels, settings.num_levels),
@@ -109,18 +121,34 @@ def configuration_entry(name: str, plans_name: str, settings: ConfigurationSetti
 
 
 def build_plans(dataset_name: str, plans_name: str, configurations: dict[str, ConfigurationSettings],
-                image_reader_writer: str, transpose_forward: Sequence[int], num_channels: int,
+                image_reader_writer: str, transpose_forward: Sequence[int], channel_names: Sequence[str],
                 original_median_spacing_after_transp: Sequence[float],
-                original_median_shape_after_transp: Sequence[float]) -> dict:
-    """A complete nnU-Net plans dict holding only vox2vec configurations."""
+                original_median_shape_after_transp: Sequence[float],
+                use_mask_for_norm: Sequence[bool] | None = None,
+                intensity_properties: Mapping[str, dict] | None = None) -> dict:
+    """A complete nnU-Net plans dict holding only vox2vec configurations.
+
+    ``channel_names`` in channel order (``dataset.json``). A CT channel's intensity properties
+    are the HU window; another channel's are ``intensity_properties[str(c)]`` (nnU-Net's
+    fingerprint) when given, else empty (its z-scoring needs none). ``use_mask_for_norm``:
+    per channel, default False.
+    """
     transpose_forward = [int(a) for a in transpose_forward]
     transpose_backward = [int(np.argsort(transpose_forward)[i]) for i in range(3)]
     original_spacing = np.asarray(original_median_spacing_after_transp, dtype=float)
     original_shape = np.asarray(original_median_shape_after_transp, dtype=float)
+    channel_names = [str(n) for n in channel_names]
+    use_mask_for_norm = [False] * len(channel_names) if use_mask_for_norm is None else list(use_mask_for_norm)
+    if len(use_mask_for_norm) != len(channel_names):
+        raise ValueError(f"use_mask_for_norm needs one value per channel ({len(channel_names)}), got "
+                         f"{use_mask_for_norm}")
     entries = {}
     for name, settings in configurations.items():
         median_after = np.round(original_shape * original_spacing / np.asarray(settings.spacing))
-        entries[name] = configuration_entry(name, plans_name, settings, num_channels, median_after)
+        entries[name] = configuration_entry(name, plans_name, settings, channel_names, use_mask_for_norm,
+                                            median_after)
+    properties = {str(c): hu_window_intensity_properties() if is_ct(n) else
+                  dict((intensity_properties or {}).get(str(c), {})) for c, n in enumerate(channel_names)}
     return {
         "dataset_name": dataset_name,
         "plans_name": plans_name,
@@ -132,7 +160,7 @@ def build_plans(dataset_name: str, plans_name: str, configurations: dict[str, Co
         "configurations": entries,
         "experiment_planner_used": "Vox2VecPlanner",
         "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": hu_window_intensity_properties(num_channels),
+        "foreground_intensity_properties_per_channel": properties,
     }
 
 

@@ -1,8 +1,10 @@
-"""Body mask and body bounding box (paper sec. 3.1 and 4.1, docs/method.md, "Body mask")."""
+"""Body mask and body bounding box (paper sec. 3.1 and 4.1), in HU and without units (MR)."""
 import numpy as np
 import pytest
 
-from vox2vec_nnunet.pretraining.body_mask import body_bounding_box, body_mask
+from mr_volumes import SPACING, dice, mr_volume
+from vox2vec_nnunet.pretraining.body_mask import (air_bounding_box, body_bounding_box, body_from_air, body_mask,
+                                                  unitless_air)
 
 SHAPE = (12, 40, 48)  # (z, y, x), slice axis first
 
@@ -105,3 +107,43 @@ def test_patient_table_below_the_body_is_background() -> None:
     table = np.zeros(shape, dtype=bool)
     table[:, 34:58, 1:63] = True
     assert (image[table] >= -500).sum() < body.sum() < table.sum()  # fewer tissue voxels, more voxels
+
+
+@pytest.mark.parametrize("contrast", ["T1", "T2"])
+def test_mr_body_mask_needs_no_hounsfield_units(contrast: str) -> None:
+    """Synthetic MR (no unit, Rician noise in the air, fat bright (T1) or dark (T2), dark lungs and
+    spine inside, a smooth bias field, zero-padded borders, 4 mm slices of 1.5 mm pixels): the
+    unit-free air gives the true body, lungs and spine included; the same mask on the intensities
+    scaled, and z-scored inside the nonzero region as nnU-Net does; z-scoring the whole image
+    (the zero padding becomes its darkest value) changes at most a few boundary voxels."""
+    for seed in range(3):
+        image, expected, labels = mr_volume(seed=seed, contrast=contrast)
+        mask = body_from_air(unitless_air(image, SPACING))
+        assert dice(mask, expected) > 0.999 and mask[labels == 2].all()
+        assert not mask[:, :, :4].any() and not mask[:, -3:].any()  # the zero padding
+        np.testing.assert_array_equal(body_from_air(unitless_air(image * 0.01, SPACING)), mask)
+        data = image != 0
+        zscored = np.where(data, (image - image[data].mean()) / image[data].std(), 0.0)
+        np.testing.assert_array_equal(body_from_air(unitless_air(zscored, SPACING)), mask)
+        whole = (image - image.mean()) / image.std()
+        assert (body_from_air(unitless_air(whole, SPACING)) != mask).sum() < 0.002 * mask.sum()
+
+
+def test_mr_air_thresholds_the_robust_range_and_smoothing_spreads_no_fat() -> None:
+    """Air is below p2 + 0.1 (p98 - p2) of the data voxels; a bright edge does not grow into the
+    air by smoothing, and a noise speckle in the air stays air."""
+    image = np.full((3, 30, 30), 10.0, dtype=np.float32)
+    image[:, 8:22, 8:22] = 100.0
+    image[:, 8:22, 8] = 1000.0  # bright fat edge
+    image[1, 3, 3] = 60.0  # speckle, above the threshold on its own
+    air = unitless_air(image, (1.0, 1.0, 1.0))
+    body = np.zeros_like(air)
+    body[:, 8:22, 8:22] = True
+    np.testing.assert_array_equal(~air, body)
+    np.testing.assert_array_equal(body_from_air(air), body)
+    assert unitless_air(np.zeros((2, 4, 4)), (1.0, 1.0, 1.0)).all()
+    with pytest.raises(ValueError, match="spacing"):
+        unitless_air(image, (1.0, 0.0, 1.0))
+    with pytest.raises(ValueError, match="air everywhere"):
+        air_bounding_box(np.ones((2, 3, 4), dtype=bool))
+    assert air_bounding_box(air) == (slice(0, 3), slice(8, 22), slice(8, 22))

@@ -247,7 +247,7 @@ def test_pretraining_is_seeded_resumes_exactly_and_loads_into_a_probe(ws):
     assert {"positive_cosine", "negative_cosine", "lrs"} <= set(final["logging"])
     assert (folder / "progress.png").stat().st_size > 0
     assert any(k.startswith("projector.") for k in final["network_weights"])
-    assert final["vox2vec"] == {"seed": 0, "iteration": 12, "epoch": 3}
+    assert final["vox2vec"] == {"seed": 0, "iteration": 12, "epoch": 3, "channel_names": {"0": "CT"}}
     logs = [f.read_text() for f in sorted(folder.glob("training_log_*.txt"))]
     assert "vox2vec pre-training seed: 0 (the trainer's seed attribute)" in logs[0]
     assert "vox2vec pre-training seed: 0 (from the checkpoint)" in logs[-1]
@@ -262,7 +262,8 @@ def test_pretraining_is_seeded_resumes_exactly_and_loads_into_a_probe(ws):
     snapshots = sorted((folder / "snapshots").glob("*.pth"))
     assert [s.name for s in snapshots] == [f"checkpoint_iter_{i:07d}.pth" for i in (4, 8, 12)]
     records = [torch.load(s, map_location="cpu", weights_only=True) for s in snapshots]
-    assert [r["vox2vec"] for r in records] == [{"seed": 0, "iteration": 4 * e, "epoch": e} for e in (1, 2, 3)]
+    assert [r["vox2vec"] for r in records] == [{"seed": 0, "iteration": 4 * e, "epoch": e,
+                                                   "channel_names": {"0": "CT"}} for e in (1, 2, 3)]
     assert all(torch.equal(v, weights[k]) for k, v in records[-1]["network_weights"].items())
     assert not list((pretraining_folder(uninterrupted_results, PRE) / "snapshots").glob(".*.tmp"))
 

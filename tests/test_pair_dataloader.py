@@ -8,9 +8,9 @@ from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAu
 from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
 from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2, nnUNetDatasetNumpy
 
-from pretraining_cases import write_dataset
+from pretraining_cases import phantom, write_dataset
 from vox2vec_nnunet.pretraining.body_mask import body_mask
-from vox2vec_nnunet.pretraining.dataloader import AIR_HU, Vox2VecPairDataLoader
+from vox2vec_nnunet.pretraining.dataloader import AIR_HU, Vox2VecPairDataLoader, pad_values
 
 PATCH = (6, 16, 20)  # (z, y, x), slice axis first
 SHAPES = [(10, 36, 40), (12, 40, 44), (8, 32, 36), (11, 38, 30), (9, 34, 38), (10, 30, 40)]
@@ -203,3 +203,33 @@ def test_case_with_too_few_body_voxels_is_named(tmp_path, stored: bool) -> None:
     with pytest.raises(ValueError, match=rf"'case_001' .* has {small} body voxels, fewer than the m = {small + 1}"):
         Vox2VecPairDataLoader(data, 1, small + 1, PATCH, seed=0)
     Vox2VecPairDataLoader(data, 1, small, PATCH, seed=0)  # exactly m body voxels is enough
+
+
+def test_channels_of_a_scan_are_cropped_together_each_padded_with_its_value(tmp_path) -> None:
+    """A scan of a CT channel (HU) and a z-scored one: both channels of a patch come from the same
+    place, the CT channel padded with air, the z-scored channel with 0 (pad_values)."""
+    shape = (PATCH[0] - 2, 36, 40)
+    ct = phantom(shape, np.random.default_rng(0))
+    second = ((ct - ct.mean()) / ct.std() + 5.0).astype(np.float32)  # nonzero everywhere
+    seg = body_mask(ct)[None].astype(np.int8)
+    nnUNetDatasetNumpy.save_case(np.stack([ct, second]), seg, {"vox2vec_body_voxels": int(seg.sum())},
+                                 str(tmp_path / "case_000"))
+    data = nnUNetDatasetNumpy(str(tmp_path))
+    values = pad_values(["NoNormalization", "ZScoreNormalization"])
+    assert values == (AIR_HU, 0.0)
+    loader = Vox2VecPairDataLoader(data, 1, M, PATCH, seed=0, channel_pad_values=values)
+    for _ in range(4):
+        batch = loader.generate_train_batch()
+        patches = batch["patches1"].numpy()[0]
+        assert patches.shape == (2, *PATCH)
+        start = _locate(ct, patches[0])
+        inside = np.zeros(PATCH, dtype=bool)
+        inside[tuple(slice(max(0, -s), min(p, n - s)) for s, p, n in zip(start, PATCH, shape))] = True
+        assert (~inside).any()
+        np.testing.assert_array_equal(patches[1][inside], ((patches[0][inside] - ct.mean()) / ct.std() + 5.0)
+                                      .astype(np.float32))
+        assert (patches[0][~inside] == AIR_HU).all() and (patches[1][~inside] == 0.0).all()
+    with pytest.raises(ValueError, match="expected 1 channel"):
+        Vox2VecPairDataLoader(data, 1, M, PATCH, seed=0).generate_batch(0)
+    with pytest.raises(ValueError, match="RescaleTo01Normalization"):
+        pad_values(["RescaleTo01Normalization"])

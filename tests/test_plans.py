@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from nnunetv2.preprocessing.normalization.default_normalization_schemes import CTNormalization
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -18,7 +19,7 @@ def paper_plans() -> dict:
     return build_plans("Dataset017_X", "Vox2VecPlans",
                        {SEGMENTATION_CONFIGURATION: default_settings(SEGMENTATION_CONFIGURATION),
                         PRETRAINING_CONFIGURATION: default_settings(PRETRAINING_CONFIGURATION)},
-                       "SimpleITKIO", [0, 1, 2], 1, [3.0, 0.8, 0.8], [100, 512, 512])
+                       "SimpleITKIO", [0, 1, 2], ["CT"], [3.0, 0.8, 0.8], [100, 512, 512])
 
 
 def test_segmentation_configuration_holds_the_paper_settings():
@@ -96,7 +97,7 @@ def test_slice_axis_goes_first(spacing, expected):
 
 
 def test_plan_command_errors_name_the_problem(tmp_path, monkeypatch, capsys):
-    from vox2vec_nnunet.commands.plan import check_ct_channels, main
+    from vox2vec_nnunet.commands.plan import main
 
     monkeypatch.delenv("nnUNet_raw", raising=False)
     assert main(["-d", "17"]) == 2
@@ -106,5 +107,94 @@ def test_plan_command_errors_name_the_problem(tmp_path, monkeypatch, capsys):
         monkeypatch.setenv(name, str(tmp_path / name))
     assert main(["-d", "123"]) == 2
     assert "dataset '123' was not found" in capsys.readouterr().err
-    with pytest.raises(Vox2VecError, match="not named 'CT'"):
-        check_ct_channels({"channel_names": {"0": "T2"}}, tmp_path / "dataset.json")
+
+
+def test_each_channel_gets_the_hu_window_if_ct_else_nnunets_normalization():
+    """CT: the HU window (segmentation) or HU kept (pre-training); any other name: what nnU-Net's
+    get_normalization_scheme chooses, with the caller's use_mask_for_norm and fingerprint properties."""
+    names = ["T2", "CT", "ADC", "noNorm", "zscore"]
+    fingerprint = {str(c): {"mean": 10.0 * c, "std": 2.0} for c in range(len(names))}
+    plans = build_plans("Dataset017_X", "Vox2VecPlans",
+                        {SEGMENTATION_CONFIGURATION: default_settings(SEGMENTATION_CONFIGURATION),
+                         PRETRAINING_CONFIGURATION: default_settings(PRETRAINING_CONFIGURATION)},
+                        "SimpleITKIO", [0, 1, 2], names, [3.0, 0.8, 0.8], [100, 512, 512],
+                        use_mask_for_norm=[True, False, True, False, False], intensity_properties=fingerprint)
+    segmentation = plans["configurations"][SEGMENTATION_CONFIGURATION]
+    assert segmentation["normalization_schemes"] == ["ZScoreNormalization", "CTNormalization", "ZScoreNormalization",
+                                                     "NoNormalization", "ZScoreNormalization"]
+    assert segmentation["use_mask_for_norm"] == [True, False, True, False, False]
+    assert plans["configurations"][PRETRAINING_CONFIGURATION]["normalization_schemes"][:3] == [
+        "ZScoreNormalization", "NoNormalization", "ZScoreNormalization"]
+    properties = plans["foreground_intensity_properties_per_channel"]
+    assert properties["1"] == paper_plans()["foreground_intensity_properties_per_channel"]["0"]  # the window
+    assert properties["0"] == fingerprint["0"] and properties["2"] == fingerprint["2"]
+    assert json.loads(json.dumps(plans)) == plans
+    with pytest.raises(ValueError, match="one value per channel"):
+        build_plans("Dataset017_X", "Vox2VecPlans", {}, "SimpleITKIO", [0, 1, 2], names, [1, 1, 1], [9, 9, 9],
+                    use_mask_for_norm=[True])
+
+
+def test_the_network_takes_the_datasets_channels():
+    manager = PlansManager(build_plans("Dataset017_X", "Vox2VecPlans",
+                                       {SEGMENTATION_CONFIGURATION: default_settings(SEGMENTATION_CONFIGURATION)},
+                                       "SimpleITKIO", [0, 1, 2], ["T2", "ADC"], [3.0, 0.8, 0.8], [10, 64, 64]))
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+
+    configuration = manager.get_configuration(SEGMENTATION_CONFIGURATION)
+    channels = determine_num_input_channels(manager, configuration, {"channel_names": {"0": "T2", "1": "ADC"},
+                                                                     "labels": {"background": 0, "a": 1}})
+    net = get_network_from_plans(configuration.network_arch_class_name, configuration.network_arch_init_kwargs,
+                                 configuration.network_arch_init_kwargs_req_import, channels, 2, allow_init=True,
+                                 deep_supervision=False)
+    assert channels == 2 and net.backbone.first_conv.in_channels == 2
+    assert net(torch.zeros(2, 2, 32, 32, 32)).shape == (2, 2, 32, 32, 32)
+
+
+@pytest.mark.parametrize("relative_size, masked", [(0.5, True), (0.9, False)])
+def test_the_planner_decides_use_mask_for_norm_as_nnunets(tmp_path, monkeypatch, relative_size, masked):
+    """nnU-Net's own planner method on the fingerprint: z-scored channels inside the nonzero mask
+    when cropping to it shrinks the median case below 3/4; a CT channel never."""
+    from mr_volumes import write_raw_dataset
+
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / name))
+    image = np.zeros((4, 8, 8), np.float32)
+    write_raw_dataset(tmp_path / "nnUNet_raw", 17, "X", {"0": "T1", "1": "CT", "2": "FLAIR"},
+                      {"case": [image, image - 1000, image]}, {"case": image.astype(np.uint8)})
+    (tmp_path / "nnUNet_preprocessed" / "Dataset017_X").mkdir()
+    fingerprint = {"spacings": [[4.0, 1.5, 1.5]], "shapes_after_crop": [[4, 8, 8]],
+                   "median_relative_size_after_cropping": relative_size,
+                   "foreground_intensity_properties_per_channel": {
+                       str(c): {"mean": 1.0, "std": 1.0, "percentile_00_5": 0.0, "percentile_99_5": 2.0, "min": 0.0,
+                                "max": 2.0, "median": 1.0} for c in range(3)}}
+    (tmp_path / "nnUNet_preprocessed" / "Dataset017_X" / "dataset_fingerprint.json").write_text(json.dumps(fingerprint))
+    from vox2vec_nnunet_plans.planner import Vox2VecPlanner
+
+    plans = Vox2VecPlanner("Dataset017_X").plan_experiment()
+    configuration = plans["configurations"][SEGMENTATION_CONFIGURATION]
+    assert configuration["normalization_schemes"] == ["ZScoreNormalization", "CTNormalization", "ZScoreNormalization"]
+    assert configuration["use_mask_for_norm"] == [masked, False, masked]
+    assert plans["foreground_intensity_properties_per_channel"]["0"] == fingerprint[
+        "foreground_intensity_properties_per_channel"]["0"]
+
+
+def test_a_ct_channel_that_is_not_in_hounsfield_units_is_refused(tmp_path):
+    """0..4095 (no rescale intercept): no air near -1000 HU, so the plan command refuses it,
+    naming the file; a CT in HU and an MR channel pass."""
+    from mr_volumes import write_raw_dataset
+
+    from vox2vec_nnunet.commands.plan import check_hounsfield_units
+
+    rng = np.random.default_rng(0)
+    hu = rng.uniform(-1024, 3071, (4, 8, 8)).astype(np.float32)
+    hu[0, 0, 0] = -1024.0
+    mr = rng.uniform(0, 4095, (4, 8, 8)).astype(np.float32)
+    channels = {"0": "T2", "1": "CT"}
+    labels = {"case": np.zeros((4, 8, 8), np.uint8)}
+    good = write_raw_dataset(tmp_path, 1, "Good", channels, {"case": [mr, hu]}, labels)
+    check_hounsfield_units(good, json.loads((good / "dataset.json").read_text()), channels)
+    bad = write_raw_dataset(tmp_path, 2, "Bad", channels, {"case": [mr, hu + 1024]}, labels)
+    with pytest.raises(Vox2VecError, match="case_0001.nii.gz.*channel 1.*not Hounsfield units: the lowest is 0"):
+        check_hounsfield_units(bad, json.loads((bad / "dataset.json").read_text()), channels)

@@ -60,7 +60,7 @@ def make_trainer(tmp_path, monkeypatch):
 
     def make(cls: type[Vox2VecPretrainTrainer]) -> Vox2VecPretrainTrainer:
         plans = build_plans(DATASET, "Vox2VecPlans", {PRETRAINING_CONFIGURATION: settings}, "SimpleITKIO",
-                            [0, 1, 2], 1, [2.0, 1.0, 1.0], [10, 36, 40])
+                            [0, 1, 2], ["CT"], [2.0, 1.0, 1.0], [10, 36, 40])
         plans["continue_training"] = False
         trainer = cls(plans, PRETRAINING_CONFIGURATION, "all", DATASET_JSON, torch.device("cpu"))
         trainer.num_iterations_per_epoch = 2
@@ -171,7 +171,7 @@ def test_checkpoint_and_snapshot_record_the_seed(make_trainer, tmp_path):
     snapshot_file = tmp_path / "nnUNet_results" / DATASET / \
         f"_Seeded__Vox2VecPlans__{PRETRAINING_CONFIGURATION}" / "fold_all" / "snapshots" / "checkpoint_iter_0000004.pth"
     snapshot = torch.load(snapshot_file, map_location="cpu", weights_only=True)
-    assert snapshot["vox2vec"] == {"seed": 3, "iteration": 4, "epoch": 2}
+    assert snapshot["vox2vec"] == {"seed": 3, "iteration": 4, "epoch": 2, "channel_names": {"0": "CT"}}
     network = Vox2VecSegmentationNetwork(1, 3, base_channels=2, num_levels=3)
     load_pretrained_weights(network, str(snapshot_file))  # what nnUNetv2_train -pretrained_weights does
     weights = trainer.network.state_dict()

@@ -62,7 +62,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     write_dataset(base / f"Vox2VecPlans_{PRETRAINING_CONFIGURATION}", SHAPES, PATCH, body_voxels_property=True)
     settings = default_settings(PRETRAINING_CONFIGURATION).with_overrides(patch_size=PATCH, base_channels=2,
                                                                           num_levels=3)
-    plans = build_plans(DATASET, "Vox2VecPlans", {PRETRAINING_CONFIGURATION: settings}, "SimpleITKIO", [0, 1, 2], 1,
+    plans = build_plans(DATASET, "Vox2VecPlans", {PRETRAINING_CONFIGURATION: settings}, "SimpleITKIO", [0, 1, 2], ["CT"],
                         [2.0, 1.0, 1.0], list(SHAPES[0]))
     (base / "Vox2VecPlans.json").write_text(json.dumps(plans))
     (base / "dataset.json").write_text(json.dumps({
@@ -84,14 +84,15 @@ def test_two_nodes_killed_and_resumed_train_the_single_process_model(env, tmp_pa
     crashed = two_nodes(dict(env, VOX2VEC_TEST_KILL_AFTER_EPOCH="1"))
     assert all(agent.returncode != 0 for agent in crashed), [a.stdout[-3000:] for a in crashed]
     latest = torch.load(fold(env) / "checkpoint_latest.pth", map_location="cpu", weights_only=True)
-    assert latest["vox2vec"] == {"seed": 0, "iteration": 2, "epoch": 1}
+    assert latest["vox2vec"] == {"seed": 0, "iteration": 2, "epoch": 1, "channel_names": {"0": "CT"}}
     assert not (fold(env) / "checkpoint_final.pth").exists()
 
     resumed = two_nodes(env, "--c")
     assert all(agent.returncode == 0 for agent in resumed), [a.stdout[-6000:] for a in resumed]
     assert sorted("rank 0 of 2 (torchrun)" in a.stdout for a in resumed) == [False, True]
     final = torch.load(fold(env) / "checkpoint_final.pth", map_location="cpu", weights_only=True)
-    assert final["vox2vec"] == expected["vox2vec"] == {"seed": 0, "iteration": 6, "epoch": 3}
+    assert final["vox2vec"] == expected["vox2vec"] == {"seed": 0, "iteration": 6, "epoch": 3,
+                                                        "channel_names": {"0": "CT"}}
     losses, expected_losses = final["logging"]["train_losses"], expected["logging"]["train_losses"]
     assert len(losses) == 3 and np.allclose(losses, expected_losses, rtol=1e-12, atol=0)
     assert losses[0] == latest["logging"]["train_losses"][0]  # the first epoch is the crashed run's

@@ -37,7 +37,7 @@ def make_trainer(tmp_path, monkeypatch):
 
     def make(cls):
         plans = build_plans("Dataset501_X", "Vox2VecPlans", {SEGMENTATION_CONFIGURATION: settings}, "SimpleITKIO",
-                            [0, 1, 2], 1, [2.0, 1.0, 1.0], [20, 40, 40])
+                            [0, 1, 2], ["CT"], [2.0, 1.0, 1.0], [20, 40, 40])
         plans["continue_training"] = False
         trainer = cls(plans, SEGMENTATION_CONFIGURATION, 0, DATASET_JSON, torch.device("cpu"))
         trainer.network = trainer.build_network_architecture(
@@ -281,3 +281,41 @@ def test_finetune_backbone_is_frozen_then_trains_with_its_batchnorm_choice(make_
     assert trainer.optimizer.param_groups[1]["lr"] == pytest.approx(3e-5)
     assert all(p.requires_grad for p in trainer.network.backbone.parameters())
     assert all(m.training == (batchnorm == "batch") for m in norms)
+
+
+def test_published_ct_weights_probe_a_two_channel_mr_dataset(tmp_path, monkeypatch, capsys):
+    """Imported published (CT, 1-channel) weights: the trainer's check adapts the first
+    convolution to the dataset's 2 channels and logs that the weights were pre-trained on CT;
+    nnU-Net's own loader then loads the file."""
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / name))
+    state = published_state_dict()
+    released = tmp_path / "vox2vec_fpn.pt"
+    torch.save(state, released)
+    imported = tmp_path / "imported.pth"
+    assert import_main([str(released), "-o", str(imported), "--axes", "as_is"]) == 0
+    settings = default_settings(SEGMENTATION_CONFIGURATION).with_overrides(patch_size=[8, 16, 16], batch_size=2)
+    plans = build_plans("Dataset501_X", "Vox2VecPlans", {SEGMENTATION_CONFIGURATION: settings}, "SimpleITKIO",
+                        [0, 1, 2], ["T2", "ADC"], [2.0, 1.0, 1.0], [20, 40, 40])
+    mr = dict(DATASET_JSON, channel_names={"0": "T2", "1": "ADC"})
+    trainer = Vox2VecTrainer_LinearProbe(dict(plans, continue_training=False), SEGMENTATION_CONFIGURATION, 0, mr,
+                                         torch.device("cpu"))
+    trainer.network = trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager, 2, 3,
+                                                         enable_deep_supervision=False)
+    trainer._check_pretrained_weights(str(imported))
+    load_pretrained_weights(trainer.network, str(imported))
+    loaded = trainer.network.backbone.state_dict()
+    torch.testing.assert_close(loaded["first_conv.weight"], state["first_conv.weight"].expand(-1, 2, -1, -1, -1) / 2)
+    assert all(torch.equal(loaded[k], v) for k, v in state.items() if k != "first_conv.weight")
+    log = open(trainer.log_file).read()
+    assert "pre-trained on {'0': 'CT'}" in log and "NOTE: the weights were pre-trained on CT" in log
+    three = dict(mr, channel_names={"0": "T1", "1": "T2", "2": "ADC"})
+    other = Vox2VecTrainer_LinearProbe(dict(plans, continue_training=False), SEGMENTATION_CONFIGURATION, 0, three,
+                                       torch.device("cpu"))
+    other.network = other.build_network_architecture(other.plans_manager, other.configuration_manager, 3, 3,
+                                                     enable_deep_supervision=False)
+    two_channel = tmp_path / "two.pth"
+    torch.save({"network_weights": trainer.network.state_dict()}, two_channel)
+    with pytest.raises(Vox2VecError, match="takes 2 input channels .* this dataset has 3"):
+        other._check_pretrained_weights(str(two_channel))

@@ -154,28 +154,29 @@ def test_pretraining_plans_keep_the_network_and_hu_and_the_trainer_matches_the_n
         (tmp_path / name).mkdir()
         monkeypatch.setenv(name, str(tmp_path / name))
     labeled = unet_plans("Dataset501_Phantoms")
-    preprocessing = target_preprocessing(labeled, "3d_fullres", "labeled.json")
+    preprocessing = target_preprocessing(labeled, "3d_fullres", "labeled.json", ["CT"])
     entry = preprocessing.entry
     assert entry["architecture"] == labeled["configurations"]["3d_fullres"]["architecture"]
     assert entry["normalization_schemes"] == ["NoNormalization"] and entry[TARGET_NORMALIZATION_KEY] == ["CTNormalization"]
     assert preprocessing.patch_size == [12, 20, 24] and preprocessing.spacing == [10.0, 8.0, 8.0]
     with pytest.raises(Vox2VecError, match="no configuration '2d'"):
-        target_preprocessing(labeled, "2d", "labeled.json")
-    with pytest.raises(Vox2VecError, match="ZScoreNormalization"):
+        target_preprocessing(labeled, "2d", "labeled.json", ["CT"])
+    with pytest.raises(Vox2VecError, match="ZScoreNormalization.*the channels \\['CT'\\]"):
         target_preprocessing(unet_plans("Dataset501_Phantoms", normalization="ZScoreNormalization"), "3d_fullres",
-                             "labeled.json")
+                             "labeled.json", ["CT"])
 
     dataset_json = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "body": 1}, "numTraining": 1,
                     "file_ending": ".nii.gz"}
     plans = dict(preprocessing.dataset_plans("Dataset902_Pretraining", [18, 32, 42]), continue_training=False)
     trainer = Vox2VecPretrainTrainer_UNet(plans, "3d_fullres", "all", dataset_json, torch.device("cpu"))
     properties = labeled["foreground_intensity_properties_per_channel"]["0"]
-    assert trainer.augmentation.fixed_window_hu == (properties["percentile_00_5"], properties["percentile_99_5"])
+    (ct_augmentation,) = trainer.channel_augmentation().channels
+    assert ct_augmentation.fixed_window_hu == (properties["percentile_00_5"], properties["percentile_99_5"])
     network = trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager, 1, 2)
     assert isinstance(network, Vox2VecUNet) and network.level_channels == [32, 64, 128]
     demo = Vox2VecPretrainTrainer_UNet_Demo(dict(plans, continue_training=False), "3d_fullres", "all", dataset_json,
                                             torch.device("cpu"))
-    assert demo.augmentation.fixed_window_hu == trainer.augmentation.fixed_window_hu  # the U-Net's changes kept
+    assert demo.channel_augmentation() == trainer.channel_augmentation()  # the U-Net's changes kept
     assert (demo.num_epochs * demo.num_iterations_per_epoch, demo.num_volumes, demo.num_positions,
             demo.snapshot_every) == (300, 4, 256, 2)  # the FPN's demo budget
     with pytest.raises(Vox2VecError, match="--plans PLANS --configuration 3d_fullres"):

@@ -91,3 +91,40 @@ def test_the_schedule_control_refuses_pretrained_weights(plans, monkeypatch):
     monkeypatch.setattr("sys.argv", ["nnUNetv2_train", "501", "3d_fullres", "0", "-pretrained_weights", "w.pth"])
     with pytest.raises(Vox2VecError, match="drop -pretrained_weights"):
         control.initialize()
+
+
+def test_one_channel_weights_fine_tune_a_two_channel_dataset_through_nnunets_loader(plans, tmp_path, monkeypatch):
+    """The trainer's initialize checks -pretrained_weights and adapts the stem (1 -> 2 channels),
+    logging what the weights were pre-trained on; nnU-Net's own loader then loads the file."""
+    import numpy as np
+    from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetNumpy
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from vox2vec_nnunet.network.unet import Vox2VecUNet
+    from vox2vec_nnunet.training.unet_finetuning import nnUNetTrainer_Vox2VecScratch
+
+    mr = dict(DATASET_JSON, channel_names={"0": "T2", "1": "ADC"})
+    plans["configurations"]["3d_fullres"].update(normalization_schemes=["ZScoreNormalization"] * 2,
+                                                 use_mask_for_norm=[False, False])
+    folder = tmp_path / "nnUNet_preprocessed" / "Dataset501_X" / "nnUNetResEncUNetTinyPlans_3d_fullres"
+    folder.mkdir(parents=True)
+    nnUNetDatasetNumpy.save_case(np.zeros((2, 12, 20, 24), np.float32), np.zeros((1, 12, 20, 24), np.int8), {},
+                                 str(folder / "case"))
+    torch.manual_seed(5)
+    manager = PlansManager(plans)
+    one_channel = nnUNetTrainer_Vox2VecScratch.build_network_architecture(
+        manager, manager.get_configuration("3d_fullres"), 1, 2, False)
+    weights = tmp_path / "ct.pth"
+    torch.save({"network_weights": Vox2VecUNet(one_channel).state_dict(), "vox2vec": {"channel_names": {"0": "CT"}}},
+               weights)
+    monkeypatch.setattr("sys.argv", ["nnUNetv2_train", "501", "3d_fullres", "0", "-pretrained_weights", str(weights)])
+    trainer = nnUNetTrainer_Vox2VecFineTune(plans, "3d_fullres", 0, mr, torch.device("cpu"))
+    trainer.initialize()
+    load_pretrained_weights(trainer.network, str(weights))
+    log = open(trainer.log_file).read()
+    assert "first convolution adapted from 1 to 2 input channel(s)" in log
+    assert "NOTE: the weights were pre-trained on CT, this dataset is not CT" in log
+    stem = "encoder.stem.convs.0.conv.weight"
+    torch.testing.assert_close(trainer.network.state_dict()[stem], one_channel.state_dict()[stem].expand(
+        -1, 2, -1, -1, -1) / 2)

@@ -194,7 +194,7 @@ def preprocess_image(path: Path, spacing: Sequence[float]) -> PreparedImage:
     settings = default_settings(SEGMENTATION_CONFIGURATION).with_overrides(spacing=spacing)
     transpose = slice_axis_first(properties["spacing"])
     plans = PlansManager(build_plans("embedding", "embedding", {SEGMENTATION_CONFIGURATION: settings},
-                                     reader.__name__, transpose, 1, [1.0, 1.0, 1.0], [1, 1, 1]))
+                                     reader.__name__, transpose, ["CT"], [1.0, 1.0, 1.0], [1, 1, 1]))
     data, _, _ = DefaultPreprocessor(verbose=False).run_case_npy(
         image, None, properties, plans, plans.get_configuration(SEGMENTATION_CONFIGURATION),
         {"labels": {"background": 0}, "channel_names": {"0": "CT"}})

@@ -23,7 +23,7 @@ import torch
 
 from vox2vec_nnunet.atomic import write_atomically
 from vox2vec_nnunet.errors import command
-from vox2vec_nnunet.weights import (import_fpn_state, load_weights_file, network_weights,
+from vox2vec_nnunet.weights import (BACKBONE_PREFIX, import_fpn_state, load_weights_file, network_weights,
                                     reference_kernels_to_nnunet_layout)
 
 
@@ -40,13 +40,15 @@ def main(argv: list[str] | None = None) -> int:
                         "layout; as_is: keep them (default: %(default)s)")
     args = p.parse_args(argv)
     state = network_weights(load_weights_file(args.file), args.file)
+    released = not any(k.startswith(BACKBONE_PREFIX) for k in state)  # the authors' format: pre-trained on CT
     weights, fpn = import_fpn_state(state, args.file)
     if args.axes == "reference":
         weights = reference_kernels_to_nnunet_layout(weights)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = {"network_weights": weights,
                   "vox2vec": {"source": str(args.file), "axes": args.axes, "base_channels": fpn.base_channels,
-                              "num_levels": fpn.num_levels, "in_channels": fpn.in_channels}}
+                              "num_levels": fpn.num_levels, "in_channels": fpn.in_channels,
+                              **({"channel_names": {"0": "CT"}} if released else {})}}
     write_atomically(args.output, lambda tmp: torch.save(checkpoint, tmp))
     print(f"Imported {len(weights)} tensors, kernels {'converted from RAS (x, y, z) to (z, y, x)' if args.axes == 'reference' else 'as they are'} (FPN: {fpn.base_channels} base channels, {fpn.num_levels} levels, "
           f"{sum(v.numel() for k, v in weights.items() if not k.endswith('num_batches_tracked')):,} values); "

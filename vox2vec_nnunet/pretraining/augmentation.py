@@ -33,11 +33,27 @@ and a CUDA generator give different numbers for one seed; each device is repeata
 
 Everything is torch and batched, on the patches' device (CPU or CUDA). Call it outside
 autocast regions: the filters and the window run in the patches' dtype (float32).
+
+Channels that are not CT (:mod:`vox2vec_nnunet.channels`) are stored z-scored, as nnU-Net's
+``ZScoreNormalization`` leaves them for fine-tuning, and get
+:class:`NormalizedIntensityAugmentation` instead, in normalised units: a smooth multiplicative
+bias field, then the intensity transforms nnU-Net's training pipeline applies to such channels
+(Gaussian noise, blur, multiplicative brightness, contrast, gamma) with its ranges. They are
+written here rather than taken from batchgeneratorsv2, whose transforms draw from the global
+random generators, one sample at a time on the CPU: the pre-training draws every patch's
+parameters from the patch's own generator (above), batched on any device.
+:class:`ChannelAugmentation` gives each channel of a multi-channel patch its augmentation, with a
+seed of its own derived from the patch's seed (:func:`channel_seeds`; channel 0 keeps the
+patch's seed, so a single-channel CT batch is augmented exactly as before).
 """
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+
+from vox2vec_nnunet.channels import HU_KEPT, ZSCORE_NORMALIZATION
 
 NUM_PARAMETER_DRAWS = 10
 """Uniform numbers each patch draws for its parameters, before its noise."""
@@ -259,3 +275,197 @@ class IntensityAugmentation:
         if len(generators) != patches.shape[0]:
             raise ValueError(f"expected one seed per patch, got {len(generators)} seeds for {patches.shape[0]} patches")
         return self.apply(patches, self.sample_parameters(generators, patches.device), generators)
+
+
+NUM_NORMALIZED_DRAWS = 12
+"""Uniform numbers each patch draws for :class:`NormalizedIntensityAugmentation`, before its
+bias field's grid and its noise."""
+
+
+@dataclass(frozen=True)
+class NormalizedIntensityParameters:
+    """Per-patch parameters of :class:`NormalizedIntensityAugmentation`; tensors of shape (B,).
+
+    A transform a patch does not get has its neutral value (strength 0, std 0, factor 1).
+    """
+
+    bias_strength: torch.Tensor
+    noise_std: torch.Tensor
+    blur_sigma: torch.Tensor
+    brightness: torch.Tensor
+    contrast: torch.Tensor
+    gamma: torch.Tensor
+
+
+@dataclass(frozen=True)
+class NormalizedIntensityAugmentation:
+    """Intensity augmentation of z-scored patches ``(B, 1, z, y, x)`` (channels that are not CT).
+
+    In this order, each with its own probability:
+
+    1. a smooth multiplicative bias field ``exp(s * g)``: ``g`` a 3x3x3 grid of standard normal
+       values interpolated (trilinear) over the patch, ``s ~ U(bias_strength)``; MR's coil
+       sensitivity makes such fields, and an image's z-scoring does not remove them;
+    2. Gaussian noise of variance ``~ U(noise_variance)``;
+    3. an in-plane Gaussian blur, sigma ``~ U(blur_sigma)`` voxels (:func:`gaussian_blur_in_plane`);
+    4. multiplicative brightness ``x * U(brightness)``;
+    5. contrast ``(x - mean) * U(contrast) + mean`` clipped to the patch's range before it;
+    6. gamma ``x -> min + range * ((x - min) / range) ** U(gamma)``, the mean and std restored.
+
+    Ranges 2-6 are those nnU-Net's default training pipeline gives batchgeneratorsv2's
+    ``GaussianNoiseTransform``, ``GaussianBlurTransform``, ``MultiplicativeBrightnessTransform``,
+    ``ContrastTransform`` (range preserved) and ``GammaTransform`` (statistics retained). The
+    probabilities are the paper's 0.5 for each step (its filter and noise steps, Sect. 3.1)
+    rather than nnU-Net's 0.1-0.3 for segmentation: here the augmentation is what tells the two
+    views of a voxel apart. There is no window: z-scored intensities have no fixed range, and the
+    segmentation network sees them unclipped. The blur is in-plane as the paper's filter.
+    """
+
+    bias_p: float = 0.5
+    bias_strength: tuple[float, float] = (0.0, 0.3)
+    noise_p: float = 0.5
+    noise_variance: tuple[float, float] = (0.0, 0.1)
+    blur_p: float = 0.5
+    blur_sigma: tuple[float, float] = (0.5, 1.0)
+    brightness_p: float = 0.5
+    brightness: tuple[float, float] = (0.75, 1.25)
+    contrast_p: float = 0.5
+    contrast: tuple[float, float] = (0.75, 1.25)
+    gamma_p: float = 0.5
+    gamma: tuple[float, float] = (0.7, 1.5)
+
+    def __post_init__(self) -> None:
+        for name in ("bias_p", "noise_p", "blur_p", "brightness_p", "contrast_p", "gamma_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"NormalizedIntensityAugmentation.{name} must be a probability, "
+                                 f"got {getattr(self, name)}")
+        for name in ("bias_strength", "noise_variance", "blur_sigma", "brightness", "contrast", "gamma"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"NormalizedIntensityAugmentation.{name} must be (low, high) with low <= high, "
+                                 f"got {(low, high)}")
+        if self.bias_strength[0] < 0 or self.noise_variance[0] < 0:
+            raise ValueError("NormalizedIntensityAugmentation: bias strength and noise variance must be >= 0")
+        if min(self.blur_sigma[0], self.brightness[0], self.contrast[0], self.gamma[0]) <= 0:
+            raise ValueError("NormalizedIntensityAugmentation: blur sigma, brightness, contrast and gamma must be "
+                             "positive")
+
+    def sample_parameters(self, generators: Sequence[torch.Generator],
+                          device: torch.device | str) -> NormalizedIntensityParameters:
+        """Draw the parameters of each patch from its generator and put them on ``device``."""
+        u = torch.stack([torch.rand(NUM_NORMALIZED_DRAWS, generator=g, device=g.device) for g in generators])
+        u = u.to(device)
+        zeros, ones = torch.zeros_like(u[:, 0]), torch.ones_like(u[:, 0])
+
+        def draw(p: float, bounds: tuple[float, float], column: int, neutral: torch.Tensor) -> torch.Tensor:
+            return torch.where(u[:, column] < p, _uniform(u[:, column + 1], bounds), neutral)
+
+        return NormalizedIntensityParameters(
+            bias_strength=draw(self.bias_p, self.bias_strength, 0, zeros),
+            noise_std=draw(self.noise_p, self.noise_variance, 2, zeros).sqrt(),
+            blur_sigma=draw(self.blur_p, self.blur_sigma, 4, zeros),
+            brightness=draw(self.brightness_p, self.brightness, 6, ones),
+            contrast=draw(self.contrast_p, self.contrast, 8, ones),
+            gamma=draw(self.gamma_p, self.gamma, 10, ones),
+        )
+
+    def apply(self, patches: torch.Tensor, params: NormalizedIntensityParameters,
+              generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """Augment z-scored ``patches`` with the given parameters; a patch with a bias field draws
+        its grid, then a noisy patch its noise, from its generator (after its parameters).
+
+        ``patches`` is left unchanged; the result is a new tensor.
+        """
+        x = patches.clone()
+        shape = (-1, 1, 1, 1, 1)
+        biased = (params.bias_strength > 0).nonzero().squeeze(1)
+        if biased.numel() > 0:
+            grid = torch.stack([torch.randn(1, 3, 3, 3, generator=generators[b], device=generators[b].device)
+                                for b in biased.tolist()]).to(device=x.device, dtype=x.dtype)
+            field = F.interpolate(grid, size=x.shape[2:], mode="trilinear", align_corners=True)
+            field = torch.exp(field * params.bias_strength[biased].view(shape).to(x.dtype))
+            x.index_copy_(0, biased, x.index_select(0, biased) * field)
+
+        noisy = (params.noise_std > 0).nonzero().squeeze(1)
+        if noisy.numel() > 0:
+            noise = torch.empty((noisy.numel(), *x.shape[1:]), device=x.device, dtype=x.dtype)
+            for row, b in enumerate(noisy.tolist()):
+                noise[row].normal_(generator=generators[b])
+            x.index_add_(0, noisy, noise.mul_(params.noise_std[noisy].view(shape).to(x.dtype)))
+
+        blurred = (params.blur_sigma > 0).nonzero().squeeze(1)
+        if blurred.numel() > 0:
+            x.index_copy_(0, blurred, gaussian_blur_in_plane(x.index_select(0, blurred), params.blur_sigma[blurred]))
+
+        x = x.mul_(params.brightness.view(shape).to(x.dtype))
+
+        dims = tuple(range(1, x.ndim))
+        low, high = x.amin(dim=dims, keepdim=True), x.amax(dim=dims, keepdim=True)
+        mean = x.mean(dim=dims, keepdim=True)
+        contrasted = (x - mean) * params.contrast.view(shape).to(x.dtype) + mean
+        x = torch.where((params.contrast != 1).view(shape), torch.minimum(torch.maximum(contrasted, low), high), x)
+
+        gamma = params.gamma.view(shape).to(x.dtype)
+        low, high = x.amin(dim=dims, keepdim=True), x.amax(dim=dims, keepdim=True)
+        mean, std = x.mean(dim=dims, keepdim=True), x.std(dim=dims, keepdim=True)
+        span = (high - low).clamp_min(1e-7)
+        powered = ((x - low) / span).clamp_(0.0, 1.0).pow(gamma) * span + low
+        restored = (powered - powered.mean(dim=dims, keepdim=True)) / \
+            powered.std(dim=dims, keepdim=True).clamp_min(1e-7) * std + mean
+        return torch.where((params.gamma != 1).view(shape), restored, x)
+
+    def __call__(self, patches: torch.Tensor, seeds: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """Augment z-scored patches ``(B, 1, z, y, x)`` (floating point, any device), one seed per
+        patch, as :meth:`IntensityAugmentation.__call__`."""
+        if patches.ndim != 5 or patches.shape[1] != 1:
+            raise ValueError(f"expected patches of shape (B, 1, z, y, x), got {tuple(patches.shape)}")
+        if not patches.is_floating_point():
+            raise ValueError(f"expected floating-point patches, got dtype {patches.dtype}")
+        generators = patch_generators(seeds, patches.device)
+        if len(generators) != patches.shape[0]:
+            raise ValueError(f"expected one seed per patch, got {len(generators)} seeds for {patches.shape[0]} patches")
+        return self.apply(patches, self.sample_parameters(generators, patches.device), generators)
+
+
+def channel_seeds(seeds: Sequence[int] | torch.Tensor, channel: int) -> list[int]:
+    """The augmentation seeds of ``channel`` of patches with ``seeds``: channel 0 keeps them,
+    channel c > 0 gets ``SeedSequence(seed, spawn_key=(c,))``'s first 63 bits."""
+    values = [int(s) for s in (seeds.tolist() if isinstance(seeds, torch.Tensor) else seeds)]
+    if channel == 0:
+        return values
+    return [int(np.random.SeedSequence(s, spawn_key=(channel,)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+            for s in values]
+
+
+@dataclass(frozen=True)
+class ChannelAugmentation:
+    """Each channel of patches ``(B, C, z, y, x)`` augmented by its own augmentation, with its own
+    seeds (:func:`channel_seeds`); spatial decisions (the crop) are shared by every channel."""
+
+    channels: tuple[IntensityAugmentation | NormalizedIntensityAugmentation, ...]
+
+    @classmethod
+    def for_stored_schemes(cls, schemes: Sequence[str], ct: Sequence[IntensityAugmentation],
+                           normalized: NormalizedIntensityAugmentation) -> "ChannelAugmentation":
+        """The augmentation of pre-training data stored with the plans' normalisation ``schemes``:
+        a channel kept in HU (``NoNormalization``, a CT channel) gets ``ct[c]``, a z-scored one
+        ``normalized``; other schemes raise ValueError."""
+        augmentations = []
+        for c, scheme in enumerate(schemes):
+            if scheme == HU_KEPT:
+                augmentations.append(ct[c])
+            elif scheme == ZSCORE_NORMALIZATION:
+                augmentations.append(normalized)
+            else:
+                raise ValueError(f"channel {c} of the pre-training data is stored with {scheme}; vox2vec pre-trains on "
+                                 f"CT kept in HU ({HU_KEPT}) and z-scored channels ({ZSCORE_NORMALIZATION})")
+        return cls(tuple(augmentations))
+
+    def __call__(self, patches: torch.Tensor, seeds: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        if patches.ndim != 5 or patches.shape[1] != len(self.channels):
+            raise ValueError(f"expected patches of shape (B, {len(self.channels)}, z, y, x), got "
+                             f"{tuple(patches.shape)}")
+        if len(self.channels) == 1:
+            return self.channels[0](patches, seeds)
+        return torch.cat([augmentation(patches[:, c:c + 1], channel_seeds(seeds, c))
+                          for c, augmentation in enumerate(self.channels)], dim=1)

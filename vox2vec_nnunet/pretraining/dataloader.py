@@ -7,7 +7,9 @@ Volumes come from an nnU-Net preprocessed dataset (``nnUNetDatasetBlosc2`` or
 of the same shape that, in the pre-training dataset written by the preparation step, holds
 the body mask (1 = body, 0 = background; paper sec. 3.1). Arrays follow the convention of
 :mod:`vox2vec_nnunet.pretraining.body_mask`: slice axis first. A scan shorter than the patch
-along an axis is padded with air (:data:`AIR_HU`).
+along an axis is padded with air (:data:`AIR_HU`). A scan of several channels ``(C, z, y, x)``
+gives patches of all its channels at the same place; a channel stored z-scored (not CT) is
+padded with 0, as nnU-Net pads normalised data (:func:`pad_values`).
 
 Batches are a pure function of the run's seed and the global iteration i, whatever the
 number of processes (ranks) and data workers:
@@ -44,6 +46,7 @@ from batchgenerators.dataloading.data_loader import DataLoader
 from batchgenerators.utilities.file_and_folder_operations import load_pickle
 from nnunetv2.training.dataloading.nnunet_dataset import nnUNetBaseDataset
 
+from vox2vec_nnunet.channels import HU_KEPT, ZSCORE_NORMALIZATION
 from vox2vec_nnunet.pretraining.sampling import sample_pair
 
 AIR_HU = -1000.0
@@ -51,6 +54,20 @@ AIR_HU = -1000.0
 patch along an axis): air, which is what surrounds a patient in a CT. nnU-Net pads its
 patches the same way (``crop_and_pad_nd`` with a constant pad value). Padding is never body,
 so no positive pair lands on it (paper sec. 3.1 samples body voxels only)."""
+
+PAD_VALUE_OF_SCHEME = {HU_KEPT: AIR_HU, ZSCORE_NORMALIZATION: 0.0}
+"""What lies beyond a scan's edge, by the normalisation its channel is stored with: air for CT
+in HU, the mean (0) for a z-scored channel, which nnU-Net's loaders pad with 0 too."""
+
+
+def pad_values(schemes: Sequence[str]) -> tuple[float, ...]:
+    """Per channel, the pad value of pre-training data stored with the plans' ``schemes``."""
+    unknown = [s for s in schemes if s not in PAD_VALUE_OF_SCHEME]
+    if unknown:
+        raise ValueError(f"pre-training data holds channels stored with {unknown}; only {sorted(PAD_VALUE_OF_SCHEME)} "
+                         f"are pre-trained on")
+    return tuple(PAD_VALUE_OF_SCHEME[s] for s in schemes)
+
 
 PAIR_SAMPLING, VIEW1_AUGMENTATION, VIEW2_AUGMENTATION, CASE_SLOTS = range(4)
 """The purposes of the random streams of one iteration (last word of the spawn key)."""
@@ -110,6 +127,8 @@ class Vox2VecPairDataLoader(DataLoader):
       voxels (checked here, from the ``vox2vec_body_voxels`` property the preparation
       stores, else by counting), else ValueError naming the case;
     * ``patch_size``: (z, y, x);
+    * ``channel_pad_values``: per channel of the cases, what a patch holds beyond the scan's
+      edge (:func:`pad_values`); its length is the number of channels every case must have;
     * ``seed``: the run's seed, 0 <= seed < 2**63;
     * ``rank``, ``world_size``: this process takes slots ``[rank * n / W, (rank + 1) * n / W)``
       (W must divide n);
@@ -121,7 +140,7 @@ class Vox2VecPairDataLoader(DataLoader):
     ``generate_train_batch()`` (``next(loader)``) returns the next iteration's batch,
     ``generate_batch(i)`` that of iteration i; with b = n / W local volumes, a dict of
 
-    * ``patches1``, ``patches2``: float32 tensors ``(b, 1, *patch_size)`` in HU;
+    * ``patches1``, ``patches2``: float32 tensors ``(b, C, *patch_size)`` as stored (CT in HU);
     * ``positions1``, ``positions2``: int64 tensors ``(b * m, 4)``, rows
       ``[volume index, z, y, x]`` indexing ``patches1`` / ``patches2``; row i of both is
       the same voxel of the same volume (a positive pair);
@@ -134,8 +153,8 @@ class Vox2VecPairDataLoader(DataLoader):
     """
 
     def __init__(self, data: nnUNetBaseDataset, num_volumes: int, num_positions: int, patch_size: Sequence[int], *,
-                 seed: int, rank: int = 0, world_size: int = 1, start_iteration: int = 0,
-                 num_threads_in_multithreaded: int = 1) -> None:
+                 seed: int, channel_pad_values: Sequence[float] = (AIR_HU,), rank: int = 0, world_size: int = 1,
+                 start_iteration: int = 0, num_threads_in_multithreaded: int = 1) -> None:
         if num_volumes <= 0 or num_positions <= 0:
             raise ValueError(f"num_volumes and num_positions must be positive, got {num_volumes} and {num_positions}")
         if world_size <= 0 or not 0 <= rank < world_size:
@@ -163,6 +182,9 @@ class Vox2VecPairDataLoader(DataLoader):
         self.num_volumes = num_volumes
         self.num_positions = num_positions
         self.patch_size = tuple(int(p) for p in patch_size)
+        if not channel_pad_values:
+            raise ValueError("channel_pad_values needs one value per channel")
+        self.channel_pad_values = tuple(float(v) for v in channel_pad_values)
         self.seed = int(seed)
         self.rank = rank
         self.world_size = world_size
@@ -208,29 +230,44 @@ class Vox2VecPairDataLoader(DataLoader):
         self.next_iteration += self.number_of_threads_in_multithreaded
         return self.generate_batch(iteration)
 
+    def _crop(self, data: Any, start: Sequence[int]) -> np.ndarray:
+        """The patch of every channel at ``start``, each channel padded with its own value."""
+        bbox = [[s, s + p] for s, p in zip(start, self.patch_size)]
+        patch = crop_and_pad_nd(data, bbox, pad_value=0.0, cast_cropped_to=np.float32)
+        shape = data.shape[1:]
+        if all(0 <= s and s + p <= n for s, p, n in zip(start, self.patch_size, shape)):
+            return patch
+        inside = tuple(slice(max(0, -s), min(p, n - s)) for s, p, n in zip(start, self.patch_size, shape))
+        for channel, value in enumerate(self.channel_pad_values):
+            if value != 0.0:
+                kept = patch[channel][inside].copy()
+                patch[channel] = value
+                patch[channel][inside] = kept
+        return patch
+
     def generate_batch(self, iteration: int) -> dict:
         """The batch of global iteration ``iteration`` for this rank (see the class docstring)."""
         n, m, b = self.num_volumes, self.num_positions, len(self.local_slots)
         slots = case_slots(self.seed, iteration, len(self.indices), n)
         keys = [self.indices[slots[j]] for j in self.local_slots]
-        patches = [np.empty((b, 1, *self.patch_size), dtype=np.float32) for _ in range(2)]
+        channels = len(self.channel_pad_values)
+        patches = [np.empty((b, channels, *self.patch_size), dtype=np.float32) for _ in range(2)]
         positions = [np.empty((b * m, 4), dtype=np.int64) for _ in range(2)]
         seeds = np.empty((b, 2), dtype=np.int64)
         for volume, (slot, key) in enumerate(zip(self.local_slots, keys)):
             rng, seeds[volume, 0], seeds[volume, 1] = slot_streams(self.seed, iteration, slot)
             data, seg, _, _ = self._data.load_case(key)
-            if data.shape[0] != 1 or tuple(seg.shape) != tuple(data.shape):
-                raise ValueError(f"pre-training case {key!r} in {self._data.source_folder}: expected one CT channel "
-                                 f"and a body mask of the same shape, got data {tuple(data.shape)} and seg "
-                                 f"{tuple(seg.shape)}")
+            if data.shape[0] != channels or tuple(seg.shape) != (1, *data.shape[1:]):
+                raise ValueError(f"pre-training case {key!r} in {self._data.source_folder}: expected {channels} "
+                                 f"channel(s) and a body mask of the same spatial shape, got data {tuple(data.shape)} "
+                                 f"and seg {tuple(seg.shape)}")
             try:
                 pair = sample_pair(_SpatialView(seg), self.patch_size, m, rng)
             except ValueError as error:
                 raise ValueError(f"pre-training case {key!r} in {self._data.source_folder}: {error}") from error
             rows = slice(volume * m, (volume + 1) * m)
             for view, (start, voxels) in enumerate(((pair.start1, pair.positions1), (pair.start2, pair.positions2))):
-                bbox = [[s, s + p] for s, p in zip(start, self.patch_size)]
-                patches[view][volume] = crop_and_pad_nd(data, bbox, pad_value=AIR_HU, cast_cropped_to=np.float32)
+                patches[view][volume] = self._crop(data, start)
                 positions[view][rows, 0] = volume
                 positions[view][rows, 1:] = voxels
         return {"patches1": torch.from_numpy(patches[0]), "patches2": torch.from_numpy(patches[1]),

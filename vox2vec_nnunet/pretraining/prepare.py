@@ -1,11 +1,12 @@
 """Build the pre-training dataset from unlabeled images (paper Sect. 3.1, 4.1).
 
-Images come from nnU-Net raw datasets (``imagesTr`` and ``imagesTs``; labels are neither
-needed nor used) and from plain folders of image files. Each image is preprocessed with
-nnU-Net's own ``DefaultPreprocessor`` under a :class:`PreprocessingPlans` (intensities kept in
-HU), cropped to the bounding box of voxels above -500 HU (Sect. 4.1), and saved with nnU-Net's
-dataset class; the case's body mask (docs/method.md, "Body mask") is stored as its segmentation, so
-nnU-Net's loaders deliver it beside the image. Two kinds of plans:
+Images come from nnU-Net raw datasets (``imagesTr`` and ``imagesTs``, every channel of a case;
+labels are neither needed nor used) and from plain folders of image files (one single-channel
+image per file, of the channel ``folder_channel`` names, CT by default). Each image is
+preprocessed with nnU-Net's own ``DefaultPreprocessor`` under a :class:`PreprocessingPlans`,
+cropped to the body's bounding box, and saved with nnU-Net's dataset class; the case's body
+mask (docs/method.md, "Body mask") is stored as its segmentation, so nnU-Net's loaders deliver it beside
+the image. Two kinds of plans:
 
 * for the vox2vec FPN, the ``3d_vox2vec_pretrain`` configuration (1x1x2 mm, each scan's slice
   axis first: :func:`fpn_preprocessing`);
@@ -16,11 +17,35 @@ nnU-Net's loaders deliver it beside the image. Two kinds of plans:
   pre-training dataset gets these plans, so ``Vox2VecPretrainTrainer_UNet`` builds the same
   network as ``nnUNetv2_train`` on the labeled dataset.
 
+Channels (:mod:`vox2vec_nnunet.channels`). A CT channel is kept in HU: the paper's crop to the
+voxels above -500 HU and its body mask (Sect. 3.1, 4.1), and the random HU window of the
+augmentation, apply. Every other channel is stored z-scored by nnU-Net's own
+``ZScoreNormalization`` at preprocessing, exactly as the fine-tuning plans normalise it
+(``use_mask_for_norm``: the target plans' for nnU-Net's U-Net; for the FPN decided per scan by
+nnU-Net's planner rule, inside the nonzero mask when cropping to it shrinks the scan below 3/4);
+channels nnU-Net would not z-score (``noNorm``, ``rescale_to_0_1``, ``rgb_to_0_1``) are refused.
+The channels of a scan share every spatial decision: one crop, one body mask, taken from the
+first CT channel if there is one (the paper's rule in HU), else from channel 0 with the
+unit-free rule of :func:`vox2vec_nnunet.pretraining.body_mask.unitless_air`; the patches of a
+pair hold all channels at the same place. A scan z-scored inside its nonzero mask (nnU-Net's
+sign that its zeros surround the subject, as in skull-stripped brains) has that mask as its body
+instead: with no air left in the data, the unit-free threshold would cut into dark tissue
+(cerebrospinal fluid) at the border.
+
+One pre-training dataset holds one channel set (:func:`pretraining_channels`): every source
+must have the same channels (names compared case-insensitively, in order), which the dataset
+keeps; single-channel sources that are not CT may differ in name (T1, T2, FLAIR, ... z-scored
+alike: the dataset's channel is named by them all, e.g. ``T1+T2``). CT and other modalities are
+never mixed, neither within one channel nor as different channel sets: a CT channel is HU with a
+window augmentation, a z-scored channel has no unit, and one network input cannot be both.
+Prepare one pre-training dataset per channel set instead.
+
 Scans smaller than a patch after cropping are kept: pre-training pads their patches with air
 (:mod:`vox2vec_nnunet.pretraining.sampling`). Robust to bad input: a scan that cannot be read,
-holds NaN/inf, or whose body has fewer voxels than the m distinct positions a pair samples
-(``num_positions``, the paper's 1,000 by default) is reported and skipped, with the reason;
-the rest is kept. Every case is
+whose channels disagree in shape or spacing, holds NaN/inf, has a channel named CT that is
+clearly not in HU (:func:`vox2vec_nnunet.channels.hounsfield_problem`), or whose body has fewer
+voxels than the m distinct positions a pair samples (``num_positions``, the paper's 1,000 by
+default) is reported and skipped, with the reason; the rest is kept. Every case is
 written to temporary names and moved in place properties-file last, so a case is finished
 exactly when its ``.pkl`` exists, and a second run resumes by skipping finished cases.
 """
@@ -34,11 +59,13 @@ import resource
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
+from vox2vec_nnunet.channels import (CT_NORMALIZATION, HU_KEPT, ZSCORE_NORMALIZATION, channel_names,
+                                     hounsfield_problem, is_ct, nnunet_normalization)
 from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet_plans.builder import (PRETRAINING_CONFIGURATION, ConfigurationSettings, build_plans,
                                           load_template, slice_axis_first)
@@ -53,20 +80,26 @@ IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".gipl")
 TMP_PREFIX = ".partial_"
 TARGET_NORMALIZATION_KEY = "vox2vec_target_normalization_schemes"
 """Configuration key of a pre-training plans made from a target plans: the target's normalisation
-(the pre-training data keeps HU; the augmentation ends where this normalisation would)."""
+(CT data keeps HU; the augmentation ends where this normalisation would)."""
+NONZERO_CROP_FRACTION = 0.75
+"""nnU-Net's planner z-scores inside the nonzero mask when cropping to it leaves less than this
+fraction of the (median) image; the FPN's pre-training applies the rule to each scan."""
 
 
 @dataclass(frozen=True)
 class PreprocessingPlans:
-    """The plans pre-training cases are preprocessed with: one configuration that keeps HU.
+    """The plans pre-training cases are preprocessed with: one configuration that keeps CT in HU
+    and z-scores the other channels.
 
     ``settings`` is set for the vox2vec FPN plans, which put each scan's slice axis first
-    (:func:`slice_axis_first`); ``None`` for a target plans, whose ``transpose_forward`` holds
-    for every scan, as nnU-Net applies it to the labeled dataset.
+    (:func:`slice_axis_first`) and decide ``use_mask_for_norm`` per scan; ``None`` for a target
+    plans, whose ``transpose_forward`` and ``use_mask_for_norm`` hold for every scan, as nnU-Net
+    applies them to the labeled dataset. ``channel_names`` in channel order.
     """
 
     plans: dict
     configuration: str
+    channel_names: tuple[str, ...]
     settings: ConfigurationSettings | None = None
 
     @property
@@ -85,21 +118,32 @@ class PreprocessingPlans:
     def data_identifier(self) -> str:
         return self.entry["data_identifier"]
 
-    def for_case(self, reader_name: str, spacing) -> "PlansManager":
-        """nnU-Net's plans manager for one scan read by ``reader_name`` with ``spacing``."""
+    @property
+    def dataset_json(self) -> dict:
+        """What nnU-Net's preprocessor reads of a dataset.json (the labels of the stored mask)."""
+        return {"labels": {"background": 0, "body": 1},
+                "channel_names": {str(c): n for c, n in enumerate(self.channel_names)}}
+
+    def for_case(self, reader_name: str, spacing, image: np.ndarray) -> "PlansManager":
+        """nnU-Net's plans manager for one scan ``image`` (C, ...) read by ``reader_name`` with ``spacing``."""
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
         plans = dict(self.plans, image_reader_writer=reader_name)
         if self.settings is not None:
             forward = slice_axis_first(spacing)
             plans.update(transpose_forward=forward, transpose_backward=[int(i) for i in np.argsort(forward)])
+            schemes = self.entry["normalization_schemes"]
+            if ZSCORE_NORMALIZATION in schemes:
+                masked = nonzero_crop_fraction(image) < NONZERO_CROP_FRACTION
+                entry = dict(self.entry, use_mask_for_norm=[masked and s == ZSCORE_NORMALIZATION for s in schemes])
+                plans["configurations"] = {self.configuration: entry}
         return PlansManager(plans)
 
     def dataset_plans(self, dataset_name: str, median_shape) -> dict:
         """The plans file of the prepared dataset (cases stored as prepared)."""
         if self.settings is not None:
             return build_plans(dataset_name, self.plans["plans_name"], {self.configuration: self.settings},
-                               "SimpleITKIO", [0, 1, 2], 1, self.settings.spacing, median_shape)
+                               "SimpleITKIO", [0, 1, 2], self.channel_names, self.settings.spacing, median_shape)
         plans = copy.deepcopy(self.plans)
         plans["dataset_name"] = dataset_name
         plans["configurations"][self.configuration]["median_image_size_in_voxels"] = [float(s) for s in median_shape]
@@ -107,27 +151,48 @@ class PreprocessingPlans:
 
     def describe(self) -> dict:
         """What the preparation report records about the plans."""
+        channels = {"channel_names": list(self.channel_names),
+                    "normalization_schemes": self.entry["normalization_schemes"]}
         if self.settings is not None:
-            return asdict(self.settings)
+            return {**asdict(self.settings), **channels}
         return {"plans": self.plans["plans_name"], "configuration": self.configuration, "spacing": self.spacing,
-                "patch_size": self.patch_size, "target_normalization": self.entry[TARGET_NORMALIZATION_KEY]}
+                "patch_size": self.patch_size, "target_normalization": self.entry[TARGET_NORMALIZATION_KEY],
+                **channels}
 
 
-def fpn_preprocessing(settings: ConfigurationSettings, plans_name: str) -> PreprocessingPlans:
-    """The vox2vec FPN's pre-training configuration ``3d_vox2vec_pretrain`` with ``settings``."""
+def nonzero_crop_fraction(image: np.ndarray) -> float:
+    """The fraction of a scan ``(C, ...)`` that nnU-Net's crop to the nonzero region keeps (its
+    fingerprint's ``relative_size_after_cropping``), with nnU-Net's own nonzero mask."""
+    from acvl_utils.cropping_and_padding.bounding_boxes import get_bbox_from_mask
+    from nnunetv2.preprocessing.cropping.cropping import create_nonzero_mask
+
+    mask = create_nonzero_mask(image)
+    if not mask.any():
+        return 0.0
+    return float(np.prod([b - a for a, b in get_bbox_from_mask(mask)]) / mask.size)
+
+
+def fpn_preprocessing(settings: ConfigurationSettings, plans_name: str,
+                      channels: Sequence[str]) -> PreprocessingPlans:
+    """The vox2vec FPN's pre-training configuration ``3d_vox2vec_pretrain`` with ``settings``, for
+    ``channels`` (names in channel order: CT kept in HU, the others z-scored)."""
     plans = build_plans("pretraining", plans_name, {PRETRAINING_CONFIGURATION: settings}, "SimpleITKIO", [0, 1, 2],
-                        1, [1.0, 1.0, 1.0], [1, 1, 1])
-    return PreprocessingPlans(plans, PRETRAINING_CONFIGURATION, settings)
+                        channels, [1.0, 1.0, 1.0], [1, 1, 1])
+    return PreprocessingPlans(plans, PRETRAINING_CONFIGURATION, tuple(channels), settings)
 
 
-def target_preprocessing(target_plans: dict, configuration: str, source: str) -> PreprocessingPlans:
+def target_preprocessing(target_plans: dict, configuration: str, source: str,
+                         channels: Sequence[str]) -> PreprocessingPlans:
     """Pre-training plans for the network of ``configuration`` of an nnU-Net plans (``source`` names
-    the plans file in errors).
+    the plans file in errors), for images of ``channels``.
 
     The configuration (inheritance resolved) keeps spacing, patch size, network and the plans'
-    transposition and intensity properties; its normalisation becomes ``NoNormalization`` (the
-    target's is recorded under :data:`TARGET_NORMALIZATION_KEY`) and the data are resampled as
-    the FPN's pre-training data (linear, float32, no crop mask: ``resampling_overrides``).
+    transposition and intensity properties; a CT channel's ``CTNormalization`` becomes
+    ``NoNormalization`` (the target's schemes are recorded under :data:`TARGET_NORMALIZATION_KEY`),
+    a ``ZScoreNormalization`` stays (with the plans' ``use_mask_for_norm``), and the data are
+    resampled as the FPN's pre-training data (linear, float32, no crop mask:
+    ``resampling_overrides``). The channels must be those the plans normalise: CT where it has
+    ``CTNormalization``, another channel where it z-scores.
     """
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -135,30 +200,44 @@ def target_preprocessing(target_plans: dict, configuration: str, source: str) ->
     if configuration not in available:
         raise Vox2VecError(f"{source}: no configuration {configuration!r} (it has {available})")
     entry = copy.deepcopy(PlansManager(copy.deepcopy(target_plans)).get_configuration(configuration).configuration)
-    schemes = entry["normalization_schemes"]
-    if schemes != ["CTNormalization"]:
+    schemes = list(entry["normalization_schemes"])
+    stored = {CT_NORMALIZATION: HU_KEPT, ZSCORE_NORMALIZATION: ZSCORE_NORMALIZATION}
+    if any(s not in stored for s in schemes):
         raise Vox2VecError(f"{source}: configuration {configuration!r} normalises its channels with {schemes}; vox2vec "
-                           f"pre-trains on single-channel CT (CTNormalization), whose HU the augmentation windows")
+                           f"pre-trains on CT ({CT_NORMALIZATION}, whose HU the augmentation windows) and z-scored "
+                           f"channels ({ZSCORE_NORMALIZATION})")
+    if len(schemes) != len(channels) or any((s == CT_NORMALIZATION) != is_ct(n) for s, n in zip(schemes, channels)):
+        raise Vox2VecError(f"{source}: configuration {configuration!r} normalises {len(schemes)} channel(s) with "
+                           f"{schemes}, but the images to prepare have the channels {list(channels)}; pre-train on "
+                           f"images of the labeled dataset's channels")
     if "architecture" not in entry or "network_class_name" not in entry["architecture"]:
         raise Vox2VecError(f"{source}: configuration {configuration!r} names no network architecture")
     entry.pop("inherits_from", None)
     resampling = {k: v for k, v in load_template()["resampling_overrides"][PRETRAINING_CONFIGURATION].items()
                   if k != "description"}
-    entry.update(normalization_schemes=["NoNormalization"], use_mask_for_norm=[False],
+    entry.update(normalization_schemes=[stored[s] for s in schemes],
+                 use_mask_for_norm=[bool(u) and s == ZSCORE_NORMALIZATION
+                                    for u, s in zip(entry["use_mask_for_norm"], schemes)],
                  data_identifier=f"{target_plans['plans_name']}_{configuration}", **resampling)
     entry[TARGET_NORMALIZATION_KEY] = schemes
     plans = copy.deepcopy(target_plans)
     plans["configurations"] = {configuration: entry}
-    return PreprocessingPlans(plans, configuration)
+    return PreprocessingPlans(plans, configuration, tuple(channels))
 
 
 @dataclass(frozen=True)
 class CaseTask:
-    """One image to prepare."""
+    """One scan to prepare: its image files, one per channel, and its source's channel names."""
 
     identifier: str
-    image_file: str
+    image_files: tuple[str, ...]
     source: str
+    channel_names: tuple[str, ...]
+
+    @property
+    def image_file(self) -> str:
+        """The file that names the scan in reports (its first channel's)."""
+        return self.image_files[0]
 
 
 @dataclass(frozen=True)
@@ -181,33 +260,68 @@ def file_stem(path: Path) -> str:
 
 
 def tasks_from_raw_dataset(raw_folder: Path) -> list[CaseTask]:
-    """The CT images of an nnU-Net raw dataset (``imagesTr`` and ``imagesTs``)."""
+    """The scans of an nnU-Net raw dataset (``imagesTr`` and ``imagesTs``), every channel of each."""
     dataset_json_file = raw_folder / "dataset.json"
     if not dataset_json_file.is_file():
         raise Vox2VecError(f"{dataset_json_file} does not exist: {raw_folder} is not an nnU-Net raw dataset")
     dataset_json = json.loads(dataset_json_file.read_text())
-    channels = dataset_json.get("channel_names") or dataset_json.get("modality") or {}
-    ct = [int(k) for k, v in channels.items() if str(v).lower() == "ct"]
-    if not ct:
-        raise Vox2VecError(f"{dataset_json_file}: no channel named 'CT' (channels: {channels}); vox2vec pre-trains "
-                           f"on CT in HU only")
+    try:
+        names = tuple(channel_names(dataset_json, dataset_json_file).values())
+    except ValueError as error:
+        raise Vox2VecError(str(error)) from None
     ending = dataset_json["file_ending"]
-    channel_suffix = f"_{ct[0]:04d}{ending}"
+    first_channel = f"_0000{ending}"
     tasks = []
     for sub in ("imagesTr", "imagesTs"):
-        for f in sorted((raw_folder / sub).glob(f"*{channel_suffix}")):
-            case = f.name[: -len(channel_suffix)]
-            tasks.append(CaseTask(f"{raw_folder.name[:10]}_{case}", str(f), f"{raw_folder.name}/{sub}"))
+        for f in sorted((raw_folder / sub).glob(f"*{first_channel}")):
+            case = f.name[: -len(first_channel)]
+            files = tuple(str(raw_folder / sub / f"{case}_{c:04d}{ending}") for c in range(len(names)))
+            tasks.append(CaseTask(f"{raw_folder.name[:10]}_{case}", files, f"{raw_folder.name}/{sub}", names))
     return tasks
 
 
-def tasks_from_folder(folder: Path) -> list[CaseTask]:
-    """Every image file of a plain folder (one single-channel CT per file)."""
+def tasks_from_folder(folder: Path, channel: str = "CT") -> list[CaseTask]:
+    """Every image file of a plain folder (one single-channel image per file, of ``channel``)."""
     if not folder.is_dir():
         raise Vox2VecError(f"{folder}: no such folder")
     files = sorted(f for f in folder.iterdir() if f.is_file() and f.name.endswith(IMAGE_SUFFIXES))
     tag = "".join(c if c.isalnum() else "_" for c in folder.resolve().name)
-    return [CaseTask(f"{tag}_{file_stem(f)}", str(f), str(folder)) for f in files]
+    return [CaseTask(f"{tag}_{file_stem(f)}", (str(f),), str(folder), (channel,)) for f in files]
+
+
+def pretraining_channels(tasks: Sequence[CaseTask]) -> tuple[str, ...]:
+    """The channel names of the pre-training dataset made of ``tasks`` (module docstring).
+
+    Raises :class:`Vox2VecError` for a channel that is neither CT nor z-scored by nnU-Net, and
+    for sources with different channels (unless all are single non-CT channels, which pool).
+    """
+    sources: dict[tuple[str, ...], list[str]] = {}
+    for task in tasks:
+        key = tuple(n.casefold() for n in task.channel_names)
+        if key not in sources:
+            sources[key] = [task.source]
+            for c, name in enumerate(task.channel_names):
+                if not is_ct(name) and nnunet_normalization(name) != ZSCORE_NORMALIZATION:
+                    raise Vox2VecError(
+                        f"{task.source}: channel {c} is named {name!r}, which nnU-Net normalises with "
+                        f"{nnunet_normalization(name)}; vox2vec pre-trains on CT (in HU) and on channels nnU-Net "
+                        f"z-scores (any other name, e.g. T1, T2, ADC)")
+        elif task.source not in sources[key]:
+            sources[key].append(task.source)
+    names: dict[tuple[str, ...], tuple[str, ...]] = {}
+    for task in tasks:
+        names.setdefault(tuple(n.casefold() for n in task.channel_names), task.channel_names)
+    if len(sources) <= 1:
+        return next(iter(names.values()), ())
+    if all(len(key) == 1 and not is_ct(key[0]) for key in sources):
+        return ("+".join(sorted({n[0] for n in names.values()})),)
+    described = "; ".join(f"{list(names[key])} from {', '.join(found[:3])}{' ...' if len(found) > 3 else ''}"
+                          for key, found in sources.items())
+    raise Vox2VecError(
+        f"the sources hold different channels ({described}). A pre-training dataset holds one channel set: CT (kept "
+        f"in HU, windowed by the augmentation) and other modalities (z-scored) are not mixed, nor are scans of other "
+        f"channels; only single-channel non-CT sources (T1, T2, ...) pool into one channel. Prepare one pre-training "
+        f"dataset per channel set (another -o).")
 
 
 def reader_for(image_file: str):
@@ -228,6 +342,32 @@ def reader_for(image_file: str):
                                                         verbose=False)
 
 
+def read_scan(task: CaseTask) -> tuple[np.ndarray, dict, type] | str:
+    """A scan's channels ``(C, ...)`` read with nnU-Net's reader (one file per channel), its
+    properties (the first channel's) and the reader class; or why it cannot be used."""
+    images, spacings = [], []
+    for file in task.image_files:
+        if not Path(file).is_file():
+            return f"channel file {file} does not exist"
+        try:
+            reader = reader_for(file)
+            image, properties = reader().read_images((file,))
+        except Exception as e:  # any reader failure means an unreadable scan
+            return f"cannot be read: {file}: {type(e).__name__}: {e}"
+        images.append(image)
+        spacings.append([float(v) for v in properties["spacing"]])
+        if len(images) == 1:
+            first_properties, first_reader = properties, reader
+    if len({i.shape for i in images}) > 1:
+        return "its channels disagree in shape: " + ", ".join(
+            f"{Path(f).name} {tuple(i.shape[1:])}" for f, i in zip(task.image_files, images))
+    if not all(np.allclose(s, spacings[0], rtol=1e-3) for s in spacings):
+        return "its channels disagree in spacing: " + ", ".join(
+            f"{Path(f).name} {s}" for f, s in zip(task.image_files, spacings))
+    image = images[0] if len(images) == 1 else np.concatenate(images)
+    return image, first_properties, first_reader
+
+
 def prepare_case(task: CaseTask, output_folder: str, preprocessing: PreprocessingPlans,
                  num_positions: int = DEFAULT_NUM_POSITIONS) -> CaseResult:
     """Read, preprocess with nnU-Net, crop, mask and save one case; never raises for bad data.
@@ -238,53 +378,74 @@ def prepare_case(task: CaseTask, output_folder: str, preprocessing: Preprocessin
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
 
-    from vox2vec_nnunet.pretraining.body_mask import body_bounding_box, body_mask
+    from vox2vec_nnunet.pretraining.body_mask import (air_bounding_box, body_bounding_box, body_from_air, body_mask,
+                                                      unitless_air)
 
     def skipped(reason: str) -> CaseResult:
         return CaseResult(task.identifier, task.image_file, "skipped", reason)
 
-    try:
-        reader = reader_for(task.image_file)
-        image, properties = reader().read_images((task.image_file,))
-    except Exception as e:  # any reader failure means an unreadable scan
-        return skipped(f"cannot be read: {type(e).__name__}: {e}")
+    if len(task.image_files) != len(preprocessing.channel_names):
+        return skipped(f"it has {len(task.image_files)} channel(s), the pre-training dataset "
+                       f"{len(preprocessing.channel_names)} ({list(preprocessing.channel_names)})")
+    scan = read_scan(task)
+    if isinstance(scan, str):
+        return skipped(scan)
+    image, properties, reader = scan
+    del scan
     if not np.isfinite(image).all():
         return skipped("holds NaN or infinite values")
-    plans = preprocessing.for_case(reader.__name__, properties["spacing"])
+    ct = [c for c, name in enumerate(preprocessing.channel_names) if is_ct(name)]
+    for c in ct:
+        problem = hounsfield_problem(image[c])
+        if problem is not None:
+            return skipped(f"channel {c} ({task.image_files[c]}): {problem}")
+    plans = preprocessing.for_case(reader.__name__, properties["spacing"], image)
     handed_over = [image]  # nnU-Net copies the image first; holding no reference here frees the
     del image              # original at once instead of through the resampling (0.8 GiB at 512x512x800)
     try:
         data, _, properties = DefaultPreprocessor(verbose=False).run_case_npy(
             handed_over.pop(), None, properties, plans, plans.get_configuration(preprocessing.configuration),
-            {"labels": {"background": 0}, "channel_names": {"0": "CT"}})
+            preprocessing.dataset_json)
     except Exception as e:
         return skipped(f"nnU-Net preprocessing failed: {type(e).__name__}: {e}")
-    hu = data[0]
-    try:
-        box = body_bounding_box(hu)
-    except ValueError:
-        return skipped("has no voxel above -500 HU (no body)")
-    hu = np.ascontiguousarray(hu[box])
-    body = body_mask(hu)
+    reference = ct[0] if ct else 0  # one crop and one body mask for every channel
+    if ct:
+        try:
+            box = body_bounding_box(data[reference])
+        except ValueError:
+            return skipped("has no voxel above -500 HU (no body)")
+        body = body_mask(data[(reference, *box)])
+    else:
+        masked = plans.get_configuration(preprocessing.configuration).use_mask_for_norm[reference]
+        air = (data == 0).all(axis=0) if masked else unitless_air(data[reference], preprocessing.spacing)
+        try:
+            box = air_bounding_box(air)
+        except ValueError:
+            return skipped(f"channel {reference} holds no data (every voxel zero or dark)")
+        body = body_from_air(air[box])
+        del air
+    data = np.ascontiguousarray(data[(slice(None), *box)])
     body_voxels = int(np.count_nonzero(body))
     if body_voxels < num_positions:
-        return skipped(f"its body has {body_voxels} voxels (after cropping to {hu.shape} voxels at "
+        return skipped(f"its body has {body_voxels} voxels (after cropping to {data.shape[1:]} voxels at "
                        f"{tuple(preprocessing.spacing)} mm), fewer than the m = {num_positions} distinct positions a "
                        f"pre-training pair samples (--num_positions)")
     properties.update(vox2vec_source=task.image_file, vox2vec_crop=[[s.start, s.stop] for s in box],
-                      vox2vec_body_voxels=body_voxels)
-    blocks, chunks = comp_blosc2_params((1, *hu.shape), preprocessing.patch_size, bytes_per_pixel=4)
+                      vox2vec_body_voxels=body_voxels,
+                      vox2vec_use_mask_for_norm=list(plans.get_configuration(preprocessing.configuration)
+                                                     .use_mask_for_norm))
+    blocks, chunks = comp_blosc2_params(data.shape, preprocessing.patch_size, bytes_per_pixel=4)
     output = Path(output_folder)
     partial = output / f"{TMP_PREFIX}{task.identifier}"
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir()
-    nnUNetDatasetBlosc2.save_case(hu[None].astype(np.float32), body[None].astype(np.int8), properties,
+    nnUNetDatasetBlosc2.save_case(data.astype(np.float32, copy=False), body[None].astype(np.int8), properties,
                                   str(partial / task.identifier), chunks=chunks, blocks=blocks)
     for suffix in (".b2nd", "_seg.b2nd", ".pkl"):  # properties last: the "finished" marker
         os.replace(partial / f"{task.identifier}{suffix}", output / f"{task.identifier}{suffix}")
     partial.rmdir()
-    return CaseResult(task.identifier, task.image_file, "done", shape=tuple(int(s) for s in hu.shape))
+    return CaseResult(task.identifier, task.image_file, "done", shape=tuple(int(s) for s in data.shape[1:]))
 
 
 def peak_rss_mib() -> float:
@@ -306,7 +467,7 @@ def unique_tasks(tasks: Iterable[CaseTask]) -> list[CaseTask]:
     for t in tasks:
         n = seen.get(t.identifier, 0)
         seen[t.identifier] = n + 1
-        result.append(t if n == 0 else CaseTask(f"{t.identifier}_{n}", t.image_file, t.source))
+        result.append(t if n == 0 else replace(t, identifier=f"{t.identifier}_{n}"))
     return result
 
 
@@ -354,9 +515,9 @@ def write_dataset_files(raw_folder: Path, preprocessed_folder: Path, preprocessi
     shapes = np.array([dataset.load_case(i)[0].shape[1:] for i in identifiers])
     median_shape = np.median(shapes, 0)
     dataset_json = {
-        "name": raw_folder.name, "channel_names": {"0": "CT"}, "labels": {"background": 0, "body": 1},
-        "numTraining": len(identifiers), "file_ending": ".nii.gz",
-        "description": "vox2vec pre-training set: unlabeled CT, preprocessed and body-masked by "
+        "name": raw_folder.name, **preprocessing.dataset_json, "numTraining": len(identifiers),
+        "file_ending": ".nii.gz",
+        "description": "vox2vec pre-training set: unlabeled images, preprocessed and body-masked by "
                        "vox2vec_nnunet_prepare_pretraining (the label is the body mask).",
     }
     raw_folder.mkdir(parents=True, exist_ok=True)

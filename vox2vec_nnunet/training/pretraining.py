@@ -11,6 +11,12 @@ each sampled voxel's 1008-d representation is projected to the 128-d unit sphere
 no weight decay, gradient-norm clip 1.0, 100,000 iterations (the budget
 :data:`~vox2vec_nnunet.training.budgets.PRETRAINING_PAPER`, 400 x 250; a variant changes ``budget``).
 
+Channels: a CT channel (stored in HU) gets the paper's augmentation (``augmentation``), any other
+channel (stored z-scored) ``normalized_augmentation``, each with its own seeds
+(:class:`~vox2vec_nnunet.pretraining.augmentation.ChannelAugmentation`); the checkpoints record the
+dataset's channel names (``checkpoint["vox2vec"]["channel_names"]``), so a fine-tuning run can say
+what its weights were pre-trained on.
+
 Data flow: background workers (batchgenerators' ordered ``MultiThreadedAugmenter``) load
 cases and sample pairs (:class:`vox2vec_nnunet.pretraining.dataloader.Vox2VecPairDataLoader`);
 the augmentation runs where it is cheapest, on the GPU in the training step when there is one,
@@ -85,8 +91,9 @@ from vox2vec_nnunet.loss import info_nce, pair_cosine_similarities
 from vox2vec_nnunet.network.global_batchnorm import convert_to_global_batchnorm
 from vox2vec_nnunet.network.vox2vec import Vox2Vec
 from vox2vec_nnunet.nnunet_env import resolve_device
-from vox2vec_nnunet.pretraining.augmentation import IntensityAugmentation
-from vox2vec_nnunet.pretraining.dataloader import MAX_SEED, Vox2VecPairDataLoader
+from vox2vec_nnunet.pretraining.augmentation import (ChannelAugmentation, IntensityAugmentation,
+                                                     NormalizedIntensityAugmentation)
+from vox2vec_nnunet.pretraining.dataloader import MAX_SEED, Vox2VecPairDataLoader, pad_values
 from vox2vec_nnunet.training.budgets import PRETRAINING, PRETRAINING_PAPER, Budget, BudgetedTrainer
 from vox2vec_nnunet.training.common import unwrap
 
@@ -141,7 +148,7 @@ class AugmentInWorkers:
     thread.)
     """
 
-    def __init__(self, augmentation: IntensityAugmentation) -> None:
+    def __init__(self, augmentation: ChannelAugmentation) -> None:
         self.augmentation = augmentation
 
     def __call__(self, **batch) -> dict:
@@ -165,6 +172,9 @@ class Vox2VecPretrainTrainer(BudgetedTrainer, nnUNetTrainer):
     projection_dim: int = 128
     grad_clip_norm: float = 1.0
     augmentation: IntensityAugmentation = IntensityAugmentation()
+    """The augmentation of CT channels (stored in HU; paper Sect. 3.1)."""
+    normalized_augmentation: NormalizedIntensityAugmentation = NormalizedIntensityAugmentation()
+    """The augmentation of the other channels (stored z-scored)."""
     seed: int | None = None
     """Seed of the run's batches, augmentation and initialisation (0 <= seed < 2**63). None:
     drawn from OS entropy at the start of a fresh run. Printed in the training log and stored
@@ -213,6 +223,12 @@ class Vox2VecPretrainTrainer(BudgetedTrainer, nnUNetTrainer):
                                f"vox2vec_nnunet_prepare_pretraining and train configuration 3d_vox2vec_pretrain.")
         return Vox2Vec(num_input_channels, kwargs["base_channels"], kwargs["num_levels"], cls.projection_dim)
 
+    def channel_augmentation(self) -> ChannelAugmentation:
+        """Each input channel's augmentation, by the normalisation its data is stored with."""
+        schemes = self.configuration_manager.normalization_schemes
+        return ChannelAugmentation.for_stored_schemes(schemes, [self.augmentation] * len(schemes),
+                                                      self.normalized_augmentation)
+
     def _uses_device_augmentation(self) -> bool:
         return self.device.type == "cuda" if self.augment_on_device is None else bool(self.augment_on_device)
 
@@ -243,6 +259,11 @@ class Vox2VecPretrainTrainer(BudgetedTrainer, nnUNetTrainer):
         if self.is_ddp:
             self._check_ranks_agree()
         self._resolve_seed()
+        try:  # refused here, before any data is loaded
+            self.channel_augmentation()
+        except ValueError as error:
+            raise Vox2VecError(f"plans '{self.plans_manager.plans_name}' of {self.plans_manager.dataset_name}: "
+                               f"{error}") from None
         torch.manual_seed(self.run_seed)  # a repeatable initialisation of the network
         # nnU-Net's initialize would wrap the network in SyncBatchNorm (CUDA only) and in DDP on
         # GPU "local_rank" (its global rank); it sees a single process and the wrapping is done here.
@@ -297,17 +318,19 @@ class Vox2VecPretrainTrainer(BudgetedTrainer, nnUNetTrainer):
         dataset = self.dataset_class(self.preprocessed_dataset_folder, keys)
         patch_size = self.configuration_manager.patch_size
         workers = get_allowed_n_proc_DA()
+        schemes = self.configuration_manager.normalization_schemes
         rank, world_size = (dist.get_rank(), dist.get_world_size()) if self.is_ddp else (0, 1)
         start = self.current_epoch * self.num_iterations_per_epoch
         try:
             loader = Vox2VecPairDataLoader(dataset, self.num_volumes, self.num_positions, patch_size,
-                                           seed=self.run_seed, rank=rank, world_size=world_size, start_iteration=start,
+                                           seed=self.run_seed, channel_pad_values=pad_values(schemes), rank=rank,
+                                           world_size=world_size, start_iteration=start,
                                            num_threads_in_multithreaded=max(1, workers))
         except ValueError as error:  # names the case or the setting
             raise Vox2VecError(str(error)) from None
         self._next_iteration = start
         on_device = self._uses_device_augmentation()
-        transform = None if on_device else AugmentInWorkers(self.augmentation)
+        transform = None if on_device else AugmentInWorkers(self.channel_augmentation())
         if workers == 0:
             train = SingleThreadedAugmenter(loader, transform)
         else:  # ordered: worker t makes iterations start + t + k * workers, read in turn
@@ -331,7 +354,7 @@ class Vox2VecPretrainTrainer(BudgetedTrainer, nnUNetTrainer):
         if not batch.get("augmented", False):
             seeds = torch.cat([batch["augmentation_seeds"][:, 0], batch["augmentation_seeds"][:, 1]])
             with torch.no_grad():
-                patches = self.augmentation(patches, seeds)  # generators on the training device
+                patches = self.channel_augmentation()(patches, seeds)  # generators on the training device
         second = batch["positions2"].clone()
         second[:, 0] += batch["patches1"].shape[0]  # view 2 follows view 1 in the batch
         positions = torch.cat([batch["positions1"], second]).to(self.device, non_blocking=True)
@@ -382,7 +405,7 @@ class Vox2VecPretrainTrainer(BudgetedTrainer, nnUNetTrainer):
     def _run_record(self) -> dict:
         """What a checkpoint records about the run beyond nnU-Net's keys (after this epoch)."""
         return {"seed": self.run_seed, "iteration": (self.current_epoch + 1) * self.num_iterations_per_epoch,
-                "epoch": self.current_epoch + 1}
+                "epoch": self.current_epoch + 1, "channel_names": dict(self.dataset_json["channel_names"])}
 
     def save_snapshot(self) -> None:
         """A weights-only checkpoint after this epoch, named by its iteration count (rank 0)."""

@@ -28,7 +28,9 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
+from vox2vec_nnunet.channels import channel_names
 from vox2vec_nnunet.errors import Vox2VecError
+from vox2vec_nnunet.input_channels import prepare_pretrained_weights
 from vox2vec_nnunet.nnunet_env import resolve_device
 from vox2vec_nnunet.atomic import write_atomically
 from vox2vec_nnunet.training.budgets import PAPER, Budget, BudgetedTrainer
@@ -104,8 +106,12 @@ class Vox2VecTrainer(BudgetedTrainer, nnUNetTrainer):
             raise Vox2VecError(f"{type(self).__name__} is a random-initialisation baseline and takes no "
                                f"-pretrained_weights; drop the option or use the probe trainer without "
                                f"'_RandomInit' in its name.")
-        state = network_weights(load_weights_file(weights_file), weights_file)
+        checkpoint = load_weights_file(weights_file)
+        state, line = prepare_pretrained_weights(unwrap(self.network), checkpoint,
+                                                 network_weights(checkpoint, weights_file), weights_file,
+                                                 channel_names(self.dataset_json, "dataset.json"))
         check_backbone_fits(self.backbone.state_dict(), backbone_weights(state), weights_file)
+        self.print_to_log_file(line)
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameter_groups(), lr=self.initial_lr, weight_decay=self.weight_decay)

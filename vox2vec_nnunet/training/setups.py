@@ -4,7 +4,7 @@ This module is the one place that maps a setup to its trainer. ``needs_weights``
 the trainer starts from the pre-trained vox2vec FPN (``nnUNetv2_train -pretrained_weights``);
 setups without it never receive weights: ``scratch`` trains the FPN and the non-linear head from
 random initialisation, and the two ``*_random`` setups probe a frozen randomly initialised FPN,
-the paper's "random-FPN" baseline of Fig. 2 (SPEC section 4: say which random baseline a table
+the paper's "random-FPN" baseline of Fig. 2 (docs/method.md, "What a small CPU run can show": say which random baseline a table
 shows — these trainers are it).
 """
 from __future__ import annotations

@@ -35,10 +35,13 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch.optim.lr_scheduler import _LRScheduler
 
+from vox2vec_nnunet.channels import channel_names
 from vox2vec_nnunet.errors import Vox2VecError
+from vox2vec_nnunet.input_channels import prepare_pretrained_weights
 from vox2vec_nnunet.training.budgets import NNUNET, Budget, BudgetedTrainer
 from vox2vec_nnunet.training.common import (RUN_RECORD, check_resumed_learning_rate, count_parameters,
                                             pretrained_weights_argument, state_checksum, unwrap, write_run_record)
+from vox2vec_nnunet.weights import load_weights_file, network_weights
 
 WARMUP_FRACTION = 0.05
 """Fraction of the epochs of each warm-up stage (Wald et al.: 50 of 1,000)."""
@@ -96,6 +99,13 @@ class _Vox2VecUNetTrainer(BudgetedTrainer, nnUNetTrainer):
     def initialize(self) -> None:
         super().initialize()
         self._initial_encoder_checksum = state_checksum(unwrap(self.network).encoder)
+        weights_file = pretrained_weights_argument()
+        if weights_file is not None:  # checked, and the stem adapted to the channels, before nnU-Net loads it
+            checkpoint = load_weights_file(weights_file)
+            _, line = prepare_pretrained_weights(unwrap(self.network), checkpoint,
+                                                 network_weights(checkpoint, weights_file), weights_file,
+                                                 channel_names(self.dataset_json, "dataset.json"))
+            self.print_to_log_file(line)
 
     def on_train_start(self) -> None:
         super().on_train_start()

@@ -14,9 +14,10 @@ differences from the paper are explained). Sampler, augmentation, InfoNCE, optim
 seeds, snapshots and checkpoints are the FPN trainer's (paper Sect. 3, 4.1).
 
 The plans come from ``vox2vec_nnunet_prepare_pretraining --plans``: the labeled dataset's
-configuration with its data kept in HU. The augmentation's window ends where that plans'
+configuration with its CT data kept in HU. The augmentation's window ends where that plans'
 ``CTNormalization`` ends (:meth:`IntensityAugmentation.for_ct_normalization`), so the network
-sees during pre-training the intensities it sees during fine-tuning and inference.
+sees during pre-training the intensities it sees during fine-tuning and inference; channels the
+plans z-score are stored z-scored, with the normalised-units augmentation.
 """
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
+from vox2vec_nnunet.channels import CT_NORMALIZATION, HU_KEPT, ZSCORE_NORMALIZATION
 from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.network.unet import Vox2VecUNet
+from vox2vec_nnunet.pretraining.augmentation import ChannelAugmentation
 from vox2vec_nnunet.pretraining.prepare import TARGET_NORMALIZATION_KEY
 from vox2vec_nnunet.training.pretraining import Vox2VecPretrainTrainer
 
@@ -38,15 +41,23 @@ class Vox2VecPretrainTrainer_UNet(Vox2VecPretrainTrainer):
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         entry = self.configuration_manager.configuration
-        if entry.get(TARGET_NORMALIZATION_KEY) != ["CTNormalization"] or \
-                entry.get("normalization_schemes") != ["NoNormalization"]:
+        stored = {CT_NORMALIZATION: HU_KEPT, ZSCORE_NORMALIZATION: ZSCORE_NORMALIZATION}
+        target = entry.get(TARGET_NORMALIZATION_KEY) or []
+        if not target or any(t not in stored for t in target) or \
+                entry.get("normalization_schemes") != [stored[t] for t in target]:
             raise Vox2VecError(f"plans '{self.plans_manager.plans_name}' {configuration} of "
                                f"{self.plans_manager.dataset_name}: not pre-training data for nnU-Net's own network "
-                               f"(HU kept, the labeled plans' CTNormalization recorded). Prepare it with "
+                               f"(CT kept in HU, the labeled plans' normalization recorded). Prepare it with "
                                f"vox2vec_nnunet_prepare_pretraining --plans PLANS --configuration {configuration} "
                                f"--plans_dataset LABELED_DATASET")
-        properties = self.plans_manager.foreground_intensity_properties_per_channel["0"]
-        self.augmentation = self.augmentation.for_ct_normalization(properties)
+
+    def channel_augmentation(self) -> ChannelAugmentation:
+        """The FPN trainer's, with each CT channel's window ending where the plans' CTNormalization ends."""
+        schemes = self.configuration_manager.normalization_schemes
+        properties = self.plans_manager.foreground_intensity_properties_per_channel
+        ct = [self.augmentation.for_ct_normalization(properties[str(c)]) if scheme == HU_KEPT else self.augmentation
+              for c, scheme in enumerate(schemes)]
+        return ChannelAugmentation.for_stored_schemes(schemes, ct, self.normalized_augmentation)
 
     @classmethod
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,

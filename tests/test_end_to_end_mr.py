@@ -1,0 +1,82 @@
+"""vox2vec on a 2-channel MR dataset through the real commands, on the CPU: plan (z-scoring, as
+nnU-Net chooses for MR channel names) -> preprocess -> prepare (every channel, z-scored, unit-free
+body masks) -> pre-train -> probe from the pre-trained weights -> predict; CT and MR sources are
+not mixed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+
+from mr_volumes import mr_volume, write_raw_dataset
+from nnunet_cli import nnunet_env, run
+
+pytestmark = pytest.mark.slow
+
+DATASET, PRETRAIN = 503, 903
+SPACING = ["4", "3", "3"]
+PATCH = ["8", "16", "16"]
+FPN = ["--base_channels", "4", "--num_levels", "3"]
+
+
+def test_mr_plan_prepare_pretrain_probe_and_predict(tmp_path):
+    env = nnunet_env(tmp_path)
+    cases, labels = {}, {}
+    for seed in range(7):
+        t2, _, label = mr_volume(seed=seed, contrast="T2", scale=300.0 + 100 * seed)
+        t1, _, _ = mr_volume(seed=seed, contrast="T1", scale=900.0)
+        cases[f"mr{seed}"] = [t2, t1]
+        if seed < 5:
+            labels[f"mr{seed}"] = label
+    raw = write_raw_dataset(Path(env["nnUNet_raw"]), DATASET, "MR", {"0": "T2", "1": "T1"}, cases, labels)
+    pre, results = Path(env["nnUNet_preprocessed"]) / "Dataset503_MR", Path(env["nnUNet_results"])
+
+    out = run(["vox2vec_nnunet_plan", "-d", DATASET, "--spacing", *SPACING, "--patch_size", *PATCH, "--batch_size",
+               "2", *FPN, "-np", "1"], env).stdout
+    assert "0 'T2' -> ZScoreNormalization, 1 'T1' -> ZScoreNormalization" in out
+    configuration = json.loads((pre / "Vox2VecPlans.json").read_text())["configurations"]["3d_vox2vec"]
+    assert configuration["normalization_schemes"] == ["ZScoreNormalization"] * 2
+    data = np.asarray(nnUNetDatasetBlosc2(str(pre / "Vox2VecPlans_3d_vox2vec")).load_case("mr0")[0])
+    assert data.shape[0] == 2 and np.abs(data.reshape(2, -1).mean(1)).max() < 0.05  # z-scored (then resampled)
+
+    ct = tmp_path / "ct"
+    ct.mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((4, 8, 8), -1000.0, np.float32)), str(ct / "ct.nii.gz"))
+    refused = run(["vox2vec_nnunet_prepare_pretraining", "-d", DATASET, "--folders", ct, "-o", PRETRAIN], env,
+                  expect_ok=False)
+    assert "different channels" in refused.stderr and "not mixed" in refused.stderr
+
+    out = run(["vox2vec_nnunet_prepare_pretraining", "-d", DATASET, "-o", PRETRAIN, "--spacing", *SPACING,
+               "--patch_size", *PATCH, *FPN, "--num_positions", "64", "-np", "1"], env).stdout
+    assert "7 prepared" in out and "0 'T2' -> ZScoreNormalization, 1 'T1' -> ZScoreNormalization" in out
+    run(["nnUNetv2_train", PRETRAIN, "3d_vox2vec_pretrain", "all", "-p", "Vox2VecPlans", "-tr",
+         "Vox2VecPretrainTrainer_Test", "-device", "cpu"], env)
+    pretrained = (results / "Dataset903_Vox2VecPretraining" / "Vox2VecPretrainTrainer_Test__Vox2VecPlans__"
+                  "3d_vox2vec_pretrain" / "fold_all" / "checkpoint_final.pth")
+    checkpoint = torch.load(pretrained, map_location="cpu", weights_only=True)
+    assert checkpoint["vox2vec"]["channel_names"] == {"0": "T2", "1": "T1"}
+    assert checkpoint["network_weights"]["backbone.first_conv.weight"].shape[1] == 2
+    assert all(np.isfinite(checkpoint["logging"]["train_losses"]))
+
+    probe = "Vox2VecTrainer_LinearProbe_Test"
+    run(["nnUNetv2_train", DATASET, "3d_vox2vec", "0", "-p", "Vox2VecPlans", "-tr", probe, "-device", "cpu",
+         "-pretrained_weights", pretrained], env)
+    fold = results / "Dataset503_MR" / f"{probe}__Vox2VecPlans__3d_vox2vec" / "fold_0"
+    assert json.loads((fold / "vox2vec_run.json").read_text())["backbone_source"] == "pretrained"
+    log = sorted(fold.glob("training_log_*.txt"))[-1].read_text()
+    assert "were pre-trained on {'0': 'T2', '1': 'T1'}; this dataset has {'0': 'T2', '1': 'T1'}" in log
+    assert "adapted" not in log and "NOTE" not in log
+
+    predictions = tmp_path / "predictions"
+    run(["nnUNetv2_predict", "-i", raw / "imagesTs", "-o", predictions, "-d", DATASET, "-c", "3d_vox2vec", "-p",
+         "Vox2VecPlans", "-tr", probe, "-f", "0", "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"], env)
+    for case in ("mr5", "mr6"):
+        image = sitk.ReadImage(str(raw / "imagesTs" / f"{case}_0000.nii.gz"))
+        prediction = sitk.ReadImage(str(predictions / f"{case}.nii.gz"))
+        assert prediction.GetSize() == image.GetSize()
+        assert set(np.unique(sitk.GetArrayFromImage(prediction))) <= {0, 1, 2}
