@@ -19,7 +19,7 @@ import pytest
 from vox2vec_nnunet.perf.acceptance_processes import Commands, Deadline, PartTimedOut, kill_tree, process_tree
 from vox2vec_nnunet.perf.acceptance_scale import CPU_SMOKE, GPU
 from vox2vec_nnunet.perf.acceptance_step import datasheet_bf16_tflops
-from vox2vec_nnunet.perf.gpu_acceptance import PARTS
+from vox2vec_nnunet.perf.gpu_acceptance import PARTS, choose_scale
 
 
 def positive(value: float) -> bool:
@@ -78,6 +78,15 @@ def test_the_acceptance_trainers_pre_train_at_the_scales_of_their_runs() -> None
         assert getattr(variants, scale.unet_pretrain_trainer).num_positions <= scale.num_positions
     assert (GPU.step_volumes, GPU.num_positions, GPU.patch, GPU.base_channels, GPU.num_levels) == \
         (10, 1000, (32, 128, 128), 16, 6)  # the paper's step (Sect. 4.1)
+
+
+def test_without_cuda_the_run_scales_down_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    scale, reason = choose_scale(cpu_smoke=False)
+    assert scale is CPU_SMOKE and reason.startswith("no CUDA device: scaled down")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert choose_scale(cpu_smoke=False) == (GPU, None)
+    assert choose_scale(cpu_smoke=True)[0] is CPU_SMOKE
 
 
 @pytest.mark.slow
