@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from vox2vec_nnunet.training.budgets import NNUNET, PAPER, PRETRAINING_PAPER, Budget
 from vox2vec_nnunet.training.pretraining import Vox2VecPretrainTrainer
 from vox2vec_nnunet.training.segmentation import Vox2VecTrainer_FineTune
 from vox2vec_nnunet.training.unet_finetuning import nnUNetTrainer_Vox2VecFineTune
@@ -24,20 +25,10 @@ from vox2vec_nnunet.training.unet_pretraining import Vox2VecPretrainTrainer_UNet
 DEVICE = torch.device("cuda")
 
 
-class _ShortRun:
-    """Trainer mixin: ``epochs x iterations_per_epoch`` training iterations and
-    ``validation_iterations`` pseudo-validation batches per epoch (nnU-Net sets these in its
-    constructor, so they are set after it)."""
-
-    epochs: int
-    iterations_per_epoch: int
-    validation_iterations: int = 0
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device: torch.device = DEVICE):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = self.epochs
-        self.num_iterations_per_epoch = self.iterations_per_epoch
-        self.num_val_iterations_per_epoch = self.validation_iterations
+def _short(epochs: int, iterations_per_epoch: int, validation_iterations: int = 0) -> Budget:
+    return Budget("Acceptance", num_epochs=epochs, num_iterations_per_epoch=iterations_per_epoch,
+                  learning_rates={**PAPER.learning_rates, **NNUNET.learning_rates, **PRETRAINING_PAPER.learning_rates},
+                  num_val_iterations_per_epoch=validation_iterations, test_time_mirroring=False)
 
 
 class _PredictInsteadOfValidation:
@@ -47,7 +38,7 @@ class _PredictInsteadOfValidation:
         self.print_to_log_file("no final validation in this short run (vox2vec_nnunet.training.acceptance_variants)")
 
 
-class _ShortPretraining(_ShortRun):
+class _ShortPretraining:
     """Pre-training mixin: seed 0 and a checkpoint (``checkpoint_latest.pth``) after every epoch."""
 
     seed = 0
@@ -62,8 +53,7 @@ class Vox2VecPretrainTrainer_Acceptance(_ShortPretraining, Vox2VecPretrainTraine
 
     num_volumes = 10
     num_positions = 1000
-    epochs = 6
-    iterations_per_epoch = 50
+    budget = _short(6, 50)
 
 
 class Vox2VecPretrainTrainer_AcceptanceSmoke(_ShortPretraining, Vox2VecPretrainTrainer):
@@ -71,25 +61,20 @@ class Vox2VecPretrainTrainer_AcceptanceSmoke(_ShortPretraining, Vox2VecPretrainT
 
     num_volumes = 2
     num_positions = 64
-    epochs = 4
-    iterations_per_epoch = 3
+    budget = _short(4, 3)
 
 
-class Vox2VecTrainer_FineTune_Acceptance(_PredictInsteadOfValidation, _ShortRun, Vox2VecTrainer_FineTune):
+class Vox2VecTrainer_FineTune_Acceptance(_PredictInsteadOfValidation, Vox2VecTrainer_FineTune):
     """100 iterations (2 epochs x 50), 5 pseudo-validation batches per epoch; the backbone
     frozen for the first third, as in the paper's schedule."""
 
-    epochs = 2
-    iterations_per_epoch = 50
-    validation_iterations = 5
+    budget = _short(2, 50, 5)
 
 
-class Vox2VecTrainer_FineTune_AcceptanceSmoke(_PredictInsteadOfValidation, _ShortRun, Vox2VecTrainer_FineTune):
+class Vox2VecTrainer_FineTune_AcceptanceSmoke(_PredictInsteadOfValidation, Vox2VecTrainer_FineTune):
     """6 iterations (2 epochs x 3), one pseudo-validation batch per epoch."""
 
-    epochs = 2
-    iterations_per_epoch = 3
-    validation_iterations = 1
+    budget = _short(2, 3, 1)
 
 
 class Vox2VecPretrainTrainer_UNet_Acceptance(_ShortPretraining, Vox2VecPretrainTrainer_UNet):
@@ -98,8 +83,7 @@ class Vox2VecPretrainTrainer_UNet_Acceptance(_ShortPretraining, Vox2VecPretrainT
 
     num_volumes = 2
     num_positions = 1000
-    epochs = 2
-    iterations_per_epoch = 25
+    budget = _short(2, 25)
 
 
 class Vox2VecPretrainTrainer_UNet_AcceptanceSmoke(_ShortPretraining, Vox2VecPretrainTrainer_UNet):
@@ -107,23 +91,18 @@ class Vox2VecPretrainTrainer_UNet_AcceptanceSmoke(_ShortPretraining, Vox2VecPret
 
     num_volumes = 2
     num_positions = 64
-    epochs = 2
-    iterations_per_epoch = 3
+    budget = _short(2, 3)
 
 
-class nnUNetTrainer_Vox2VecFineTune_Acceptance(_PredictInsteadOfValidation, _ShortRun, nnUNetTrainer_Vox2VecFineTune):
+class nnUNetTrainer_Vox2VecFineTune_Acceptance(_PredictInsteadOfValidation, nnUNetTrainer_Vox2VecFineTune):
     """50 iterations (2 epochs x 25), 5 pseudo-validation batches per epoch: epoch 0 trains with the
     encoder frozen, epoch 1 the whole network (each warm-up stage one epoch)."""
 
-    epochs = 2
-    iterations_per_epoch = 25
-    validation_iterations = 5
+    budget = _short(2, 25, 5)
 
 
-class nnUNetTrainer_Vox2VecFineTune_AcceptanceSmoke(_PredictInsteadOfValidation, _ShortRun,
+class nnUNetTrainer_Vox2VecFineTune_AcceptanceSmoke(_PredictInsteadOfValidation,
                                                     nnUNetTrainer_Vox2VecFineTune):
     """6 iterations (2 epochs x 3), one pseudo-validation batch per epoch."""
 
-    epochs = 2
-    iterations_per_epoch = 3
-    validation_iterations = 1
+    budget = _short(2, 3, 1)
