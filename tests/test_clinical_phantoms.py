@@ -11,11 +11,10 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-import vox2vec_nnunet.phantoms as phantoms_module
-from vox2vec_nnunet.clinical_phantoms import ClinicalConfig, body_width_mm, clinical_geometry
+import vox2vec_nnunet.phantoms.anatomy as anatomy_module
 from vox2vec_nnunet.commands.phantoms import main as phantoms_main
-from vox2vec_nnunet.phantoms import (PHANTOM_LABELS, PhantomConfig, ScanGeometry, case_seed, make_phantom,
-                                     render_phantom, subject_landmarks)
+from vox2vec_nnunet.phantoms import (PHANTOM_LABELS, ClinicalConfig, PhantomConfig, ScanGeometry, body_width_mm,
+                                     case_seed, clinical_geometry, make_phantom, render_phantom, subject_landmarks)
 from vox2vec_nnunet.pretraining.body_mask import BODY_THRESHOLD_HU, body_mask
 
 SEEDS = [case_seed(0, i) for i in range(80)]
@@ -141,16 +140,16 @@ def test_small_field_of_view_crosses_the_border_around_the_kidneys(geometries: l
     np.testing.assert_allclose(phantom.image[inner], reference.image[crop][inner], atol=0.01)
 
 
-def test_chunks_are_the_slices_of_the_whole_volume(monkeypatch: pytest.MonkeyPatch,
+def test_slabs_are_the_slices_of_the_whole_volume(monkeypatch: pytest.MonkeyPatch,
                                                    geometries: list[ScanGeometry]) -> None:
     seed, geometry = _first(geometries, lambda g: g.table is not None)
     small = replace(_coarse(geometry, factor=8, slice_mm=geometry.spacing[0]), shape=(24, 64, 64))
     small = replace(small, psf_fwhm_mm=(3.0 * small.spacing[0], 1.2, 1.2))  # a blur reaching 5 slices
     whole = render_phantom(seed, small)
-    monkeypatch.setattr(phantoms_module, "_CHUNK_VOXELS", 64 * 64 * 14)  # chunks of 2 slices + margins
-    chunked = render_phantom(seed, small)
-    np.testing.assert_array_equal(chunked.labels, whole.labels)
-    np.testing.assert_allclose(chunked.image, whole.image, atol=1e-3)
+    monkeypatch.setattr(anatomy_module, "_SLAB_VOXELS", 64 * 64 * 14)  # slabs of 2 slices + margins
+    slabbed = render_phantom(seed, small)
+    np.testing.assert_array_equal(slabbed.labels, whole.labels)
+    np.testing.assert_allclose(slabbed.image, whole.image, atol=1e-3)
 
 
 def test_bad_clinical_config_is_refused() -> None:

@@ -9,7 +9,7 @@ self-supervised pre-training) in imagesTs.
 
 ``--clinical`` draws every case's scan as a scanner writes it (512 x 512 pixels, 100-600
 slices, bodies from a child to a large adult, the patient table, small fields of view;
-:mod:`vox2vec_nnunet.clinical_phantoms`) and prints each case's geometry.
+:mod:`vox2vec_nnunet.phantoms.clinical`) and prints each case's geometry.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import os
 import sys
 from pathlib import Path
 
-from vox2vec_nnunet.clinical_phantoms import ClinicalConfig, describe
-from vox2vec_nnunet.phantoms import PHANTOM_LABELS, PhantomConfig, case_seed, write_nnunet_raw_dataset
+from vox2vec_nnunet.phantoms import (PHANTOM_LABELS, ClinicalConfig, PhantomConfig, case_seed, describe,
+                                     write_nnunet_raw_dataset)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,49 +1,31 @@
-"""Synthetic abdominal CT phantoms written as nnU-Net v2 raw datasets.
+"""The anatomy model of the phantoms: one subject's tissues and labels, painted in millimetres.
 
-No public abdominal CT with organ labels can be had offline, so the project draws its own:
-CT-like volumes in Hounsfield units with the usual CT tissue classes (air -1000,
-fat about -100, soft tissue 30-60, contrast-enhanced vessels and kidney cortex 150-250, bone
-400-1000, lung about -850, bowel gas) and an anatomy that varies between subjects. Organs that
-vox2vec must tell apart share intensities on purpose -- liver and spleen are drawn from one
-parenchyma value per subject, both kidneys share one cortex value, and unlabeled look-alikes
-(inferior vena cava, iliac arteries, heart chambers, muscle) sit next to labeled structures --
-so that position and context, not intensity alone, separate the classes, as in real CT
-(the paper's abstract: representations that capture global semantics such as body part as
-well as local semantics such as different small organs).
+No public abdominal CT with organ labels can be had offline, so the project draws its own
+subjects: an abdomen from the lung bases to the lower lumbar spine whose anatomy varies between
+subjects, with the usual CT intensities (air -1000, fat about -100, soft tissue 30-60,
+contrast-enhanced vessels and kidney cortex 150-250, bone 400-1000, lung about -850, bowel gas).
+Organs that vox2vec must tell apart share intensities on purpose -- liver and spleen are drawn
+from one parenchyma value per subject, both kidneys share one cortex value, and unlabeled
+look-alikes (inferior vena cava, iliac arteries, heart chambers, muscle) sit next to labeled
+structures -- so that position and context, not intensity alone, separate the classes, as in
+real CT (the paper's abstract: representations that capture global semantics such as body part
+as well as local semantics such as different small organs).
 
-Geometry and orientation
-------------------------
-Arrays are laid out (z, y, x), slice axis first, as nnU-Net's SimpleITK reader returns them.
-The written images use SimpleITK's identity direction, i.e. LPS world axes:
-
-* +x (last array axis, increasing column) = patient **left**,
-* +y (middle axis, increasing row)        = patient **posterior**,
-* +z (first axis, increasing slice)       = patient **superior** (cranial).
-
-So ``imshow(image[k])`` with the default upper-left origin is the usual radiological axial
-display: anterior at the top, patient right on the image left. The world origin is the
-centre of the volume; anatomy is modelled in millimetres in that frame, so one seed gives
-the same subject at any voxel spacing.
+The frame and the array layout are those of :mod:`vox2vec_nnunet.phantoms.geometry`; the
+scanners (:mod:`vox2vec_nnunet.phantoms.ct`) turn the painted subject into an image.
 """
 from __future__ import annotations
 
-import json
 import math
-import multiprocessing
-import re
-import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
-from tqdm import tqdm
 
-if TYPE_CHECKING:
-    from vox2vec_nnunet.clinical_phantoms import ClinicalConfig
+from vox2vec_nnunet.phantoms.fields import SmoothFields
+from vox2vec_nnunet.phantoms.geometry import ScanGeometry
+from vox2vec_nnunet.phantoms.shapes import depth_below_surface, distance_to_segment, ellipsoid_radius_sq
 
 #: Label values of the phantoms (nnU-Net's ``dataset.json`` "labels" mapping). Everything not
 #: listed -- body wall, fat, muscle, bone, lungs, bowel, stomach, heart, other vessels -- is 0.
@@ -57,8 +39,6 @@ PHANTOM_LABELS: dict[str, int] = {
 }
 
 AIR_HU = -1000.0
-#: Lowest value a CT scanner stores; air plus noise is clipped here as on real scanners.
-MIN_HU = -1024.0
 
 # Largest body the generator draws (half-axes in mm) plus the largest coordinate
 # displacement (3 std of the smooth deformation); the field of view must hold them.
@@ -74,242 +54,13 @@ _TAPER_Z_MM = 130.0
 # unit-variance field; it is computed only where it is below this value.
 _ELLIPSOID_REACH = 3.0
 # Voxels (including the margins of slices) drawn at once: about 0.1 kB of working memory each.
-_CHUNK_VOXELS = 2 ** 23
-# The anatomy is modelled from above the diaphragm domes down to the lower lumbar spine.
-_FOV_Z_RANGE_MM = (150.0, 260.0)
-
-
-@dataclass(frozen=True)
-class PhantomConfig:
-    """How phantoms are sampled. Tuples are ordered (z, y, x) like the arrays.
-
-    fov_mm: field of view; the default (180, 260, 340) is an abdominal scan from the lung
-        bases to the lower lumbar spine with air around a body of 240-300 mm width.
-    spacing: voxel size in mm; the default is a typical thick-slice abdominal series.
-    noise_std: standard deviation (HU) of the in-plane correlated Gaussian image noise.
-    texture_std: standard deviation (HU) of a smooth low-frequency texture inside the body
-        (scanner non-uniformity and tissue heterogeneity).
-    psf_fwhm_mm: full width at half maximum of the Gaussian point spread function.
-    """
-
-    fov_mm: tuple[float, float, float] = (180.0, 260.0, 340.0)
-    spacing: tuple[float, float, float] = (5.0, 2.5, 2.5)
-    noise_std: float = 15.0
-    texture_std: float = 6.0
-    psf_fwhm_mm: tuple[float, float, float] = (4.0, 1.5, 1.5)
-
-    def __post_init__(self) -> None:
-        for name in ("fov_mm", "spacing", "psf_fwhm_mm"):
-            value = getattr(self, name)
-            if len(value) != 3:
-                raise ValueError(f"PhantomConfig.{name} must have 3 entries (z, y, x), got {value!r}")
-            object.__setattr__(self, name, tuple(float(v) for v in value))
-        if min(self.spacing) <= 0:
-            raise ValueError(f"PhantomConfig.spacing must be positive, got {self.spacing}")
-        if min(self.psf_fwhm_mm) < 0 or self.noise_std < 0 or self.texture_std < 0:
-            raise ValueError("PhantomConfig.psf_fwhm_mm, noise_std and texture_std must be >= 0")
-        need_y = 2.0 * (_BODY_HALF_Y_MAX + _DEFORM_MAX_MM + _MARGIN_MM)
-        need_x = 2.0 * (_BODY_HALF_X_MAX * (1.0 + _BODY_TAPER_MAX) + _DEFORM_MAX_MM + _MARGIN_MM)
-        fz, fy, fx = self.fov_mm
-        if fy < need_y or fx < need_x:
-            raise ValueError(f"PhantomConfig.fov_mm={self.fov_mm}: the in-plane field of view must be "
-                             f"at least {need_y:.0f} x {need_x:.0f} mm (y, x) to hold the largest body "
-                             f"with air around it")
-        if not _FOV_Z_RANGE_MM[0] <= fz <= _FOV_Z_RANGE_MM[1]:
-            raise ValueError(f"PhantomConfig.fov_mm={self.fov_mm}: the cranio-caudal field of view must "
-                             f"lie in {_FOV_Z_RANGE_MM} mm (the modelled anatomy spans the lung bases to "
-                             f"the lower lumbar spine)")
-        if any(f < 2 * s for f, s in zip(self.fov_mm, self.spacing)):
-            raise ValueError(f"PhantomConfig: spacing {self.spacing} is too coarse for fov_mm {self.fov_mm}")
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """Array shape (z, y, x): the field of view divided by the spacing, rounded."""
-        return tuple(int(round(f / s)) for f, s in zip(self.fov_mm, self.spacing))
-
-    def case_geometry(self, seed: int) -> "ScanGeometry":
-        """The scan of every case: this field of view centred on the subject (``seed`` unused;
-        :class:`vox2vec_nnunet.clinical_phantoms.ClinicalConfig` draws one per case)."""
-        return ScanGeometry(shape=self.shape, spacing=self.spacing, psf_fwhm_mm=self.psf_fwhm_mm,
-                            noise_std=self.noise_std, texture_std=self.texture_std)
-
-
-@dataclass(frozen=True)
-class PatientTable:
-    """A curved CT table under the patient, in the patient frame (mm, +y posterior).
-
-    From the patient down: a foam mattress (``pad_hu``, below -500 HU, i.e. air for the body
-    mask), then the table: a sandwich of two carbon-fibre shells (``shell_hu``) around a foam
-    core (``core_hu``), closed at the sides. The cradle is curved: its top surface lies at
-    ``top_y_mm`` under ``centre_x_mm`` and rises (towards anterior) as ``u^2 / (2 radius)`` at a
-    lateral distance ``u``. It runs along the whole scan and is never painted inside the body.
-    """
-
-    centre_x_mm: float
-    top_y_mm: float
-    radius_mm: float
-    width_mm: float
-    thickness_mm: float
-    shell_mm: float
-    shell_hu: float
-    core_hu: float
-    pad_mm: float
-    pad_hu: float
-
-
-@dataclass(frozen=True)
-class ScanGeometry:
-    """How one subject is scanned and reconstructed. Tuples are (z, y, x), millimetres.
-
-    shape, spacing: the voxel grid written to disk.
-    centre_mm: position of the grid's centre in the patient frame (the frame the anatomy is
-        modelled in, module docstring); (0, 0, 0) centres the scan on the subject.
-    body_scale: the subject's size relative to the anatomy model (a child is about 0.65);
-        every length of the anatomy is multiplied by it.
-    extra_fat_mm: subcutaneous fat added all around the body wall (large adults).
-    table: the patient table, or None.
-    psf_fwhm_mm, noise_std, texture_std: as in :class:`PhantomConfig`.
-    outline_margin: in-plane voxels (y before, y after, x before, x after) beyond the grid on
-        which the body outline is drawn too: where the body crosses the field of view, the fat
-        and muscle layers are then measured from the real skin, not from the image border.
-    """
-
-    shape: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-    centre_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    body_scale: float = 1.0
-    extra_fat_mm: float = 0.0
-    table: PatientTable | None = None
-    psf_fwhm_mm: tuple[float, float, float] = (4.0, 1.5, 1.5)
-    noise_std: float = 15.0
-    texture_std: float = 6.0
-    outline_margin: tuple[int, int, int, int] = (0, 0, 0, 0)
-
-    def __post_init__(self) -> None:
-        if len(self.shape) != 3 or min(self.shape) < 1:
-            raise ValueError(f"ScanGeometry.shape must be 3 positive sizes (z, y, x), got {self.shape}")
-        if len(self.spacing) != 3 or min(self.spacing) <= 0:
-            raise ValueError(f"ScanGeometry.spacing must be 3 positive sizes (z, y, x), got {self.spacing}")
-        if self.body_scale <= 0 or self.extra_fat_mm < 0 or min(self.outline_margin) < 0:
-            raise ValueError("ScanGeometry: body_scale must be > 0, extra_fat_mm and outline_margin >= 0")
-
-    @property
-    def fov_mm(self) -> tuple[float, float, float]:
-        """Extent of the grid (z, y, x): shape times spacing."""
-        return tuple(n * s for n, s in zip(self.shape, self.spacing))
-
-    @property
-    def outline_shape(self) -> tuple[int, int, int]:
-        """Shape of the grid the body outline is drawn on: ``shape`` plus ``outline_margin``."""
-        ylo, yhi, xlo, xhi = self.outline_margin
-        return self.shape[0], self.shape[1] + ylo + yhi, self.shape[2] + xlo + xhi
-
-    @property
-    def crop(self) -> tuple[slice, slice]:
-        """The (y, x) slices of the grid inside the outline grid."""
-        ylo, _, xlo, _ = self.outline_margin
-        return slice(ylo, ylo + self.shape[1]), slice(xlo, xlo + self.shape[2])
-
-    def outline_coordinates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Patient-frame coordinates (mm, float32 vectors) of the outline grid's voxel centres."""
-        starts = (0, self.outline_margin[0], self.outline_margin[2])
-        return tuple((np.arange(n, dtype=np.float32) - (start + (size - 1) / 2)) * s + c
-                     for n, start, size, s, c in zip(self.outline_shape, starts, self.shape, self.spacing,
-                                                     self.centre_mm))
-
-    def with_spacing(self, spacing: tuple[float, float, float]) -> "ScanGeometry":
-        """The same scan (field of view, centre, subject, table) on a grid of another spacing."""
-        factors = [old / new for old, new in zip(self.spacing, spacing)]
-        shape = tuple(max(1, int(round(n * f))) for n, f in zip(self.shape, factors))
-        margin = tuple(int(math.ceil(m * factors[1 + i // 2])) for i, m in enumerate(self.outline_margin))
-        return replace(self, shape=shape, spacing=tuple(float(s) for s in spacing), outline_margin=margin)
-
-
-@dataclass(frozen=True)
-class Phantom:
-    """One synthetic subject: ``image`` float32 HU and ``labels`` uint8 (values of
-    PHANTOM_LABELS), both (z, y, x) in the orientation the module docstring describes;
-    ``spacing`` in mm, (z, y, x); ``centre_mm`` the patient-frame position of the volume's
-    centre (z, y, x)."""
-
-    image: np.ndarray
-    labels: np.ndarray
-    spacing: tuple[float, float, float]
-    centre_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-    @property
-    def origin_lps(self) -> tuple[float, float, float]:
-        """World position (x, y, z), LPS mm, of voxel (0, 0, 0)."""
-        return _origin_lps(self.image.shape, self.spacing, self.centre_mm)
-
-
-def _origin_lps(shape: tuple[int, ...], spacing: tuple[float, ...], centre_mm: tuple[float, ...]
-                ) -> tuple[float, float, float]:
-    return tuple(c - (n - 1) / 2.0 * s for n, s, c in zip(shape[::-1], spacing[::-1], centre_mm[::-1]))
-
-
-# ----------------------------------------------------------------------------- sampling helpers
-
-
-class _Fields:
-    """Smooth random fields with unit standard deviation, defined in millimetres over the field
-    of view (noise on a node grid of about ``length_mm`` spacing, cubic-spline interpolated to
-    the voxel grid), so a seed gives the same fields at every voxel spacing.
-
-    The k-th call of a subject draws the k-th field once and keeps its nodes, so that every
-    z-chunk of the volume (``rows``) evaluates the same fields; their mean and standard
-    deviation are those over the whole grid, computed exactly on the node grid. Calls return
-    the field on the in-plane ``crop`` of the grid; :meth:`whole_plane` on all of it.
-    """
-
-    def __init__(self, rng: np.random.Generator, shape: tuple[int, int, int],
-                 extent_mm: tuple[float, float, float], crop: tuple[slice, slice]) -> None:
-        self._rng = rng
-        self._shape = shape
-        self._extent_mm = extent_mm
-        self._crop = crop
-        self._drawn: list[tuple[np.ndarray, tuple[np.ndarray, ...], float, float]] = []
-        self._calls = 0
-        self.rows = slice(None)
-
-    def start(self, rows: slice) -> None:
-        """Evaluate the following calls on the z-rows ``rows`` of the grid, from the first field."""
-        self.rows = rows
-        self._calls = 0
-
-    def _draw(self, length_mm: float) -> tuple[np.ndarray, tuple[np.ndarray, ...], float, float]:
-        nodes = [max(2, int(math.ceil(f / length_mm)) + 1) for f in self._extent_mm]
-        noise = self._rng.standard_normal(nodes).astype(np.float32)
-        # Cubic-spline zoom is separable: one (voxels x nodes) matrix per axis, obtained by
-        # zooming the identity, applied by tensor contraction (far cheaper than a 3D zoom).
-        matrices = tuple(ndimage.zoom(np.eye(c, dtype=np.float32), (n / c, 1.0), order=3, mode="nearest")
-                         for n, c in zip(self._shape, nodes))
-        # Over the whole grid: mean = s_z s_y s_x . noise with s the column means, and the
-        # mean square = noise . (G_z G_y G_x noise) with G = M^T M / voxels, per axis.
-        mz, my, mx = (m.astype(np.float64) for m in matrices)
-        n64 = noise.astype(np.float64)
-        mean = float(np.einsum("i,j,k,ijk->", mz.mean(axis=0), my.mean(axis=0), mx.mean(axis=0), n64))
-        gz, gy, gx = (m.T @ m / m.shape[0] for m in (mz, my, mx))
-        smoothed = np.tensordot(gz, np.matmul(gy, n64 @ gx), axes=(1, 0))
-        mean_square = float(np.sum(n64 * smoothed))
-        return noise, matrices, mean, math.sqrt(max(mean_square - mean ** 2, 0.0))
-
-    def _evaluate(self, index: int, crop: tuple[slice, slice]) -> np.ndarray:
-        noise, (mz, my, mx), mean, std = self._drawn[index]
-        field = np.einsum("ai,bj,ck,ijk->abc", mz[self.rows], my[crop[0]], mx[crop[1]], noise, optimize=True)
-        field -= np.float32(mean)
-        field /= max(std, 1e-6)
-        return field
-
-    def __call__(self, length_mm: float) -> np.ndarray:
-        if self._calls == len(self._drawn):
-            self._drawn.append(self._draw(length_mm))
-        self._calls += 1
-        return self._evaluate(self._calls - 1, self._crop)
-
-    def whole_plane(self, index: int) -> np.ndarray:
-        """Field number ``index`` (call order, already drawn) on the whole plane of the grid."""
-        return self._evaluate(index, (slice(None), slice(None)))
+_SLAB_VOXELS = 2 ** 23
+#: The cranio-caudal fields of view (mm) the anatomy model covers: from above the diaphragm
+#: domes down to the lower lumbar spine.
+FOV_Z_RANGE_MM = (150.0, 260.0)
+#: Smallest in-plane field of view (y, x), mm, that holds the largest body with air around it.
+MIN_FOV_YX_MM = (2.0 * (_BODY_HALF_Y_MAX + _DEFORM_MAX_MM + _MARGIN_MM),
+                 2.0 * (_BODY_HALF_X_MAX * (1.0 + _BODY_TAPER_MAX) + _DEFORM_MAX_MM + _MARGIN_MM))
 
 
 def _u(rng: np.random.Generator, low: float, high: float) -> float:
@@ -317,49 +68,8 @@ def _u(rng: np.random.Generator, low: float, high: float) -> float:
     return float(rng.uniform(low, high))
 
 
-def _ellipsoid(z: np.ndarray, y: np.ndarray, x: np.ndarray, center: tuple[float, float, float],
-               radii: tuple[float, float, float], yaw_deg: float = 0.0,
-               tilt_deg: float = 0.0) -> np.ndarray:
-    """Squared normalised radius of an ellipsoid (< 1 inside). ``center``/``radii`` are (z, y, x)
-    mm; ``yaw_deg`` turns the ellipsoid's x axis towards +y in the axial plane, ``tilt_deg``
-    then turns it towards +z (coronal tilt)."""
-    cz, cy, cx = center
-    rz, ry, rx = radii
-    dz, dy, dx = z - cz, y - cy, x - cx
-    a, t = math.radians(yaw_deg), math.radians(tilt_deg)
-    u = math.cos(a) * dx + math.sin(a) * dy
-    v = -math.sin(a) * dx + math.cos(a) * dy
-    w = -math.sin(t) * u + math.cos(t) * dz
-    u = math.cos(t) * u + math.sin(t) * dz
-    return (u / rx) ** 2 + (v / ry) ** 2 + (w / rz) ** 2
-
-
-def _distance_to_segment(z: np.ndarray, y: np.ndarray, x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distance (mm) from every voxel to the segment from ``a`` to ``b`` ((z, y, x) mm)."""
-    d = b - a
-    t = ((z - a[0]) * d[0] + (y - a[1]) * d[1] + (x - a[2]) * d[2]) / float(d @ d)
-    t = np.clip(t, 0.0, 1.0)
-    return np.sqrt((z - a[0] - t * d[0]) ** 2 + (y - a[1] - t * d[1]) ** 2 + (x - a[2] - t * d[2]) ** 2)
-
-
-def _depth_below_surface(body: np.ndarray, spacing: tuple[float, float], crop: tuple[slice, slice]) -> np.ndarray:
-    """In-plane distance (mm) of each voxel of a body slice to the nearest voxel outside it,
-    on the ``crop`` of the slice. Computed on the body's bounding box plus one voxel: the
-    nearest outside voxel of a body voxel always lies in that box (the box's frame is all
-    outside), so the values are those of the whole slice."""
-    depth = np.zeros(body.shape, dtype=np.float64)
-    rows, cols = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))
-    if rows.size:
-        box = (slice(max(0, rows[0] - 1), rows[-1] + 2), slice(max(0, cols[0] - 1), cols[-1] + 2))
-        depth[box] = ndimage.distance_transform_edt(body[box], sampling=spacing)
-    return depth[crop]
-
-
-# ----------------------------------------------------------------------------- the phantom
-
-
 @dataclass(frozen=True)
-class _Tissues:
+class TissueHU:
     """Intensities (HU) of one subject. Liver and spleen share one parenchyma value and the
     kidneys one cortex value (context, not intensity, must separate them: docs/method.md,
     "What a small CPU run can show")."""
@@ -379,7 +89,7 @@ class _Tissues:
     fluid: float
 
     @classmethod
-    def draw(cls, rng: np.random.Generator) -> "_Tissues":
+    def draw(cls, rng: np.random.Generator) -> "TissueHU":
         fat = _u(rng, -115, -85)
         parenchyma = _u(rng, 50, 70)
         cortex = _u(rng, 150, 250)
@@ -392,18 +102,18 @@ class _Tissues:
                    cancellous_bone=_u(rng, 250, 400), fluid=_u(rng, 0, 25))
 
 
-class _Subject:
+class Subject:
     """Paints one subject structure by structure (``anatomy``), back to front: body wall, back
     muscles, thorax above the diaphragm, bowel and stomach, solid organs, psoas and kidneys,
     great vessels, spine, ribs; each paint overwrites the tissue and label under it. The
     cranio-caudal landmarks and the spine frame are drawn first, as the organs hang from them.
 
     Coordinates are millimetres of the anatomy model (the patient frame divided by the
-    geometry's ``body_scale``; module docstring). Soft tissue uses smoothly displaced
-    coordinates ``zd, yd, xd`` (organic, subject-specific shapes); the skeleton and the great
+    geometry's ``body_scale``; :mod:`vox2vec_nnunet.phantoms.geometry`). Soft tissue uses
+    smoothly displaced coordinates ``zd, yd, xd`` (organic, subject-specific shapes); the skeleton and the great
     vessels use the undisplaced ``z, y, x``. Every quantity of the anatomy is a function of
-    the position alone, so a volume is drawn in chunks of slices (:meth:`chunks`), each from
-    the same random draws, with memory bounded by the chunk size whatever the scan's length.
+    the position alone, so a volume is drawn in slabs of slices (:meth:`slabs`), each from
+    the same random draws, with memory bounded by the slab size whatever the scan's length.
     """
 
     def __init__(self, seed: int, geometry: ScanGeometry) -> None:
@@ -412,9 +122,9 @@ class _Subject:
         scale = geometry.body_scale
         shape = geometry.outline_shape
         self.spacing = tuple(s / scale for s in geometry.spacing)
-        self.fields = _Fields(np.random.default_rng(field_seq), shape,
-                              tuple(n * s for n, s in zip(shape, self.spacing)), geometry.crop)
-        self._noise = np.random.default_rng(noise_seq)
+        self.fields = SmoothFields(np.random.default_rng(field_seq), shape,
+                                   tuple(n * s for n, s in zip(shape, self.spacing)), geometry.crop)
+        self.noise_rng = np.random.default_rng(noise_seq)
         z, y, x = geometry.outline_coordinates()
         self._outline_yx = (y / np.float32(scale), x / np.float32(scale))  # model mm
         self._patient = (z, y[geometry.crop[0]], x[geometry.crop[1]])
@@ -431,7 +141,7 @@ class _Subject:
             c + np.clip(_DEFORM_STD_MM * self.fields(45.0), -_DEFORM_MAX_MM, _DEFORM_MAX_MM)
             for c in (self.z, self.y, self.x))
         self.bumps = self.fields(25.0)  # organ surface irregularity
-        self.hu = _Tissues.draw(self.rng)
+        self.hu = TissueHU.draw(self.rng)
         self.image = np.full(self.shape, AIR_HU, dtype=np.float32)
         self.labels = np.zeros(self.shape, dtype=np.uint8)
 
@@ -455,14 +165,15 @@ class _Subject:
 
     def ellipsoid(self, center: tuple[float, float, float], radii: tuple[float, float, float],
                   yaw_deg: float = 0.0, tilt_deg: float = 0.0) -> np.ndarray:
-        """``_ellipsoid`` on the displaced coordinates, evaluated where it is at most 3 (every
+        """``ellipsoid_radius_sq`` on the displaced coordinates, evaluated where it is at most 3 (every
         test against it thresholds lower), +inf elsewhere: only the box around the centre is
         computed."""
         result = np.full(self.shape, np.inf, dtype=np.float32)
         reach = math.sqrt(_ELLIPSOID_REACH) * max(radii)
         box = self._box(np.array(center) - reach, np.array(center) + reach)
         if box is not None:
-            result[box] = _ellipsoid(self.zd[box], self.yd[box], self.xd[box], center, radii, yaw_deg, tilt_deg)
+            result[box] = ellipsoid_radius_sq(self.zd[box], self.yd[box], self.xd[box], center, radii, yaw_deg,
+                                              tilt_deg)
         return result
 
     def distance_to_polyline(self, points: np.ndarray, reach: float) -> np.ndarray:
@@ -472,7 +183,7 @@ class _Subject:
         for a, b in zip(points[:-1], points[1:]):
             box = self._box(np.minimum(a, b) - reach, np.maximum(a, b) + reach)
             if box is not None:
-                np.minimum(best[box], _distance_to_segment(self.zd[box], self.yd[box], self.xd[box], a, b),
+                np.minimum(best[box], distance_to_segment(self.zd[box], self.yd[box], self.xd[box], a, b),
                            out=best[box])
         return best
 
@@ -518,7 +229,7 @@ class _Subject:
         for side, p, radius_y in ((behind, p_back, self.ay_back), (~behind, p_front, self.ay_front)):
             body[side] = across[side] ** p + (along[side] / radius_y) ** p <= 1.0
         del across, along
-        self.depth = np.stack([_depth_below_surface(s, self.spacing[1:], self.geometry.crop) for s in body])
+        self.depth = np.stack([depth_below_surface(s, self.spacing[1:], self.geometry.crop) for s in body])
         self.body = np.ascontiguousarray(body[(slice(None), *self.geometry.crop)])
         self.theta = np.arctan2(xd - self.cx, yd - self.cy)  # 0 at the posterior midline, +-pi in front
         self.fat_mm = _u(rng, 6, 14) + 0.55 * (self.ax - 120.0) + extra
@@ -776,7 +487,8 @@ class _Subject:
         self.paint(ribs & (th >= math.pi - 0.55) & (th < math.pi - 0.15), _u(rng, 100, 180))
 
     def table(self) -> None:
-        """The patient table and its mattress (:class:`PatientTable`), outside the body."""
+        """The patient table and its mattress (:class:`vox2vec_nnunet.phantoms.geometry.PatientTable`),
+        outside the body."""
         table = self.geometry.table
         _, y, x = self._patient
         lateral = x.reshape(1, 1, -1) - np.float32(table.centre_x_mm)
@@ -790,21 +502,18 @@ class _Subject:
         self.paint(outside & board, table.core_hu)
         self.paint(outside & shell, table.shell_hu)
 
-    def chunks(self) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
-        """The scan in consecutive chunks of slices: ``(slices, image, labels)``, the image in
-        float32 HU and the labels uint8.
-
-        Each chunk paints the anatomy on its slices plus a margin of slices on either side,
-        adds the low-frequency texture inside the body (and the table), blurs with the point
-        spread function, drops the margin, adds in-plane correlated noise and clips at the
-        scanner's lower bound. The margin covers the blur's reach and the stomach wall's
-        erosion, so the chunks are exactly the slices of the whole volume drawn at once.
-        """
+    def slabs(self) -> Iterator[tuple[slice, slice]]:
+        """Paint the scan slab by slab: for consecutive slabs of slices, the anatomy (and the
+        table) on the slab's slices plus a margin of slices on either side (``image``,
+        ``labels``, ``body`` and ``fields`` then hold them), yielding ``(slices, keep)``: the
+        slab's slices of the volume and their index in the painted arrays. The margin covers
+        the point spread function's reach (``gaussian_filter``, truncate=4) and the stomach
+        wall's erosion, so an image formed slab by slab is exactly the slices of the whole
+        volume formed at once; memory is bounded by the slab size."""
         geometry = self.geometry
         depth, height, width = geometry.outline_shape
-        sigma = [f / 2.3548 / s for f, s in zip(geometry.psf_fwhm_mm, geometry.spacing)]
-        margin = int(4.0 * sigma[0] + 0.5) + 1  # gaussian_filter's reach (truncate=4) + 1 for the erosion
-        step = max(1, _CHUNK_VOXELS // (height * width) - 2 * margin)
+        margin = int(4.0 * geometry.psf_sigma_voxels[0] + 0.5) + 1  # the blur's reach + 1 for the erosion
+        step = max(1, _SLAB_VOXELS // (height * width) - 2 * margin)
         for start in range(0, depth, step):
             stop = min(depth, start + step)
             low, high = max(0, start - margin), min(depth, stop + margin)
@@ -812,52 +521,14 @@ class _Subject:
             self.anatomy()
             if geometry.table is not None:
                 self.table()
-            image = self.image + np.where(self.body, geometry.texture_std * self.fields(30.0), 0.0)
-            image = ndimage.gaussian_filter(image.astype(np.float32), sigma)
-            keep = slice(start - low, stop - low)
-            image, labels = image[keep], self.labels[keep]
-            noise = self._noise.standard_normal(image.shape, dtype=np.float32)
-            noise = ndimage.gaussian_filter(noise, (0.0, _NOISE_SIGMA_VOXELS, _NOISE_SIGMA_VOXELS))
-            image += noise * (geometry.noise_std / _NOISE_STD_AFTER_FILTER)
-            np.maximum(image, MIN_HU, out=image)
-            yield slice(start, stop), image, labels
+            yield slice(start, stop), slice(start - low, stop - low)
 
 
-def _noise_std_after_filter() -> float:
-    """Standard deviation of unit white noise after the in-plane Gaussian filter of ``chunks``."""
-    delta = np.zeros(4 * int(4 * _NOISE_SIGMA_VOXELS + 1) + 1)
-    delta[delta.size // 2] = 1.0
-    weights = ndimage.gaussian_filter1d(delta, _NOISE_SIGMA_VOXELS)
-    return float(np.sum(weights ** 2))  # sqrt(sum w^2) per in-plane axis
-
-
-_NOISE_SIGMA_VOXELS = 0.6
-_NOISE_STD_AFTER_FILTER = _noise_std_after_filter()
-
-
-def _check_seed(seed: int) -> int:
+def check_seed(seed: int) -> int:
+    """``seed`` as an int; a clear error unless it is a non-negative integer."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"make_phantom: seed must be a non-negative integer, got {seed!r}")
     return int(seed)
-
-
-def render_phantom(seed: int, geometry: ScanGeometry) -> Phantom:
-    """Subject ``seed`` scanned with ``geometry`` (see ``_Subject`` for what is drawn, in which
-    order). Deterministic; the anatomy is drawn in millimetres of the patient frame, so one
-    seed is one subject at any spacing and field of view. Drawn in chunks of slices: the
-    working memory beyond the returned arrays (5 bytes per voxel) is bounded."""
-    image = np.empty(geometry.shape, dtype=np.float32)
-    labels = np.empty(geometry.shape, dtype=np.uint8)
-    for rows, image_rows, label_rows in _Subject(_check_seed(seed), geometry).chunks():
-        image[rows], labels[rows] = image_rows, label_rows
-    return Phantom(image=image, labels=labels, spacing=geometry.spacing, centre_mm=geometry.centre_mm)
-
-
-def make_phantom(seed: int, config: PhantomConfig = PhantomConfig()) -> Phantom:
-    """Draw one subject (see ``_Subject`` for what is drawn, in which order). Deterministic
-    for ``seed``; the anatomy (sizes, positions, shapes, intensities) is drawn in
-    millimetres, so one seed is one subject at any ``config.spacing``."""
-    return render_phantom(_check_seed(seed), config.case_geometry(seed))
 
 
 @dataclass(frozen=True)
@@ -892,125 +563,11 @@ class SubjectLandmarks:
 
 def subject_landmarks(seed: int, extra_fat_mm: float = 0.0) -> SubjectLandmarks:
     """The landmarks of subject ``seed`` (cheap: the anatomy is drawn on a 1 x 3 x 3 grid)."""
-    subject = _Subject(_check_seed(seed), ScanGeometry(shape=(1, 3, 3), spacing=(1.0, 1.0, 1.0),
-                                                       extra_fat_mm=extra_fat_mm))
+    subject = Subject(check_seed(seed), ScanGeometry(shape=(1, 3, 3), spacing=(1.0, 1.0, 1.0),
+                                                      extra_fat_mm=extra_fat_mm))
     subject._start(slice(None))
     subject.anatomy()
     left, right = subject.kidney_centres
     return SubjectLandmarks(body_centre_yx=(subject.cy, subject.cx), half_width_mm=subject.ax + extra_fat_mm,
                             taper=subject.taper, front_mm=subject.ay_front, back_mm=subject.ay_back,
                             dome_right_z=subject.dome_right, kidney_centres=(tuple(left), tuple(right)))
-
-
-# ----------------------------------------------------------------------------- nnU-Net dataset
-
-
-def case_seed(seed: int, case_index: int) -> int:
-    """Seed of case ``case_index`` of a dataset written with ``seed``: an independent stream
-    per (seed, case), so datasets with neighbouring seeds share no subjects."""
-    return int(np.random.SeedSequence([int(seed), int(case_index)]).generate_state(1, np.uint32)[0])
-
-
-def _to_sitk(array: np.ndarray, geometry: ScanGeometry) -> sitk.Image:
-    image = sitk.GetImageFromArray(array)  # (z, y, x) array -> image of size (x, y, z)
-    image.SetSpacing(tuple(float(s) for s in geometry.spacing[::-1]))  # SimpleITK order: x, y, z
-    image.SetOrigin(_origin_lps(geometry.shape, geometry.spacing, geometry.centre_mm))
-    image.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))  # LPS, see module docstring
-    return image
-
-
-def _write_case(job: tuple[str, int, ScanGeometry, str, str | None]) -> str:
-    """Make one subject and write its image (int16 HU, as CT is stored) and, if
-    ``labels_dir`` is given, its label map (uint8). The image is rounded chunk by chunk, so a
-    clinical-size scan needs 3 bytes per voxel plus one chunk's working memory (and
-    SimpleITK's copy of each array while it is written)."""
-    case_id, seed, geometry, images_dir, labels_dir = job
-    hu = np.empty(geometry.shape, dtype=np.int16)
-    labels = np.empty(geometry.shape, dtype=np.uint8) if labels_dir is not None else None
-    for rows, image_rows, label_rows in _Subject(seed, geometry).chunks():
-        np.rint(image_rows, out=image_rows)
-        hu[rows] = image_rows
-        if labels is not None:
-            labels[rows] = label_rows
-    sitk.WriteImage(_to_sitk(hu, geometry), str(Path(images_dir) / f"{case_id}_0000.nii.gz"), True)
-    del hu
-    if labels is not None:
-        sitk.WriteImage(_to_sitk(labels, geometry), str(Path(labels_dir) / f"{case_id}.nii.gz"), True)
-    return case_id
-
-
-def write_nnunet_raw_dataset(raw_root: Path, dataset_id: int, name: str, num_labeled: int,
-                             num_unlabeled: int = 0, seed: int = 0,
-                             config: PhantomConfig | ClinicalConfig = PhantomConfig(), num_processes: int = 1,
-                             overwrite: bool = False, progress: bool = True) -> Path:
-    """Write ``raw_root/Dataset{ID:03d}_{name}`` in nnU-Net v2's raw layout and return it.
-
-    Labeled cases ``phantom_0000`` ... go to ``imagesTr`` (``{case}_0000.nii.gz``) and
-    ``labelsTr``; the unlabeled ones, numbered on after them, go to ``imagesTs`` (nnU-Net never
-    preprocesses that folder; it serves self-supervised pre-training).
-    Case i is the independent subject ``case_seed(seed, i)``, scanned with
-    ``config.case_geometry(case_seed(seed, i))``: the same field of view for every case with a
-    :class:`PhantomConfig` (``make_phantom``), a scan drawn per case with a
-    :class:`vox2vec_nnunet.clinical_phantoms.ClinicalConfig`. ``dataset.json`` records the
-    seeds, the configuration and every case's scan geometry. The dataset is assembled in a
-    hidden sibling folder and moved into place when complete. An existing dataset folder is
-    replaced only with ``overwrite=True``; another dataset with the same ID is an error.
-    """
-    if not 1 <= int(dataset_id) <= 999:
-        raise ValueError(f"dataset_id must be in 1..999 (nnU-Net's DatasetXXX_ names), got {dataset_id}")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
-        raise ValueError(f"dataset name {name!r} must be letters, digits, '_' or '-'")
-    if num_labeled < 1:
-        raise ValueError(f"num_labeled must be >= 1 (nnU-Net needs labeled training cases), got {num_labeled}")
-    if num_unlabeled < 0 or num_processes < 1 or seed < 0:
-        raise ValueError(f"num_unlabeled and seed must be >= 0 and num_processes >= 1, got "
-                         f"num_unlabeled={num_unlabeled}, seed={seed}, num_processes={num_processes}")
-    raw_root = Path(raw_root)
-    folder_name = f"Dataset{int(dataset_id):03d}_{name}"
-    target = raw_root / folder_name
-    clashes = sorted(p.name for p in raw_root.glob(f"Dataset{int(dataset_id):03d}_*") if p.name != folder_name)
-    if clashes:
-        raise FileExistsError(f"{raw_root} already holds dataset ID {dataset_id} as {clashes}; nnU-Net finds "
-                              f"datasets by ID, so choose another ID or remove it")
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} already exists; pass overwrite=True (--overwrite) to replace it")
-
-    staging = raw_root / f".{folder_name}.incomplete"
-    if staging.exists():
-        shutil.rmtree(staging)
-    dirs = {sub: staging / sub for sub in ("imagesTr", "labelsTr", "imagesTs")}
-    for sub, path in dirs.items():
-        if sub != "imagesTs" or num_unlabeled:
-            path.mkdir(parents=True)
-    seeds = {f"phantom_{i:04d}": case_seed(seed, i) for i in range(num_labeled + num_unlabeled)}
-    geometries = {case: config.case_geometry(s) for case, s in seeds.items()}
-    jobs = [(case, s, geometries[case], str(dirs["imagesTr"] if i < num_labeled else dirs["imagesTs"]),
-             str(dirs["labelsTr"]) if i < num_labeled else None)
-            for i, (case, s) in enumerate(seeds.items())]
-    with tqdm(total=len(jobs), desc=folder_name, unit="case", disable=not progress) as bar:
-        if num_processes == 1:
-            for job in jobs:
-                _write_case(job)
-                bar.update()
-        else:
-            with multiprocessing.get_context("spawn").Pool(num_processes) as pool:
-                for _ in pool.imap_unordered(_write_case, jobs):
-                    bar.update()
-
-    dataset_json = {
-        "name": name,
-        "description": "Synthetic abdominal CT phantoms (vox2vec_nnunet.phantoms): HU images, "
-                       "LPS orientation; imagesTs holds unlabeled subjects for pre-training.",
-        "channel_names": {"0": "CT"},
-        "labels": dict(PHANTOM_LABELS),
-        "numTraining": num_labeled,
-        "numTest": num_unlabeled,
-        "file_ending": ".nii.gz",
-        "phantoms": {"seed": seed, "config_type": type(config).__name__, "config": asdict(config),
-                     "case_seeds": seeds, "case_geometries": {c: asdict(g) for c, g in geometries.items()}},
-    }
-    (staging / "dataset.json").write_text(json.dumps(dataset_json, indent=2) + "\n")
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
-    return target

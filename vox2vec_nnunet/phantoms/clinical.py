@@ -1,9 +1,9 @@
 """CT phantoms scanned the way clinical CT comes from a scanner (pre-training at scale).
 
-The default phantoms (:class:`vox2vec_nnunet.phantoms.PhantomConfig`) share one small field of
+The default phantoms (:class:`vox2vec_nnunet.phantoms.ct.PhantomConfig`) share one small field of
 view. An archive of clinical CT does not: :class:`ClinicalConfig` draws, per case and from the
 case's seed, a scan as a scanner writes it, and the anatomy model of
-:mod:`vox2vec_nnunet.phantoms` (millimetres in the patient frame) is sampled on that grid:
+:mod:`vox2vec_nnunet.phantoms.anatomy` (millimetres in the patient frame) is sampled on that grid:
 
 * 512 x 512 pixels in-plane of 0.6-0.9 mm, the field of view chosen to hold the body (and
   the table), as a technologist sets it; 100-600 slices of 0.6-1.25 mm (thin) or 1.5-5 mm
@@ -26,11 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vox2vec_nnunet.phantoms import (PatientTable, Phantom, ScanGeometry, SubjectLandmarks, render_phantom,
-                                     subject_landmarks)
+from vox2vec_nnunet.phantoms.anatomy import SubjectLandmarks, subject_landmarks
+from vox2vec_nnunet.phantoms.ct import Phantom, render_phantom
+from vox2vec_nnunet.phantoms.geometry import PatientTable, ScanGeometry
 
 #: Seed-sequence child (of the case seed) that draws the scan geometry; children 0-2 draw the
-#: anatomy, its smooth fields and the image noise (:mod:`vox2vec_nnunet.phantoms`).
+#: anatomy, its smooth fields and the image noise (:class:`vox2vec_nnunet.phantoms.anatomy.Subject`).
 _GEOMETRY_STREAM = 3
 # Air kept around the body (and table) on each side when the field of view is chosen, mm.
 _FOV_CLEARANCE_MM = 10.0
@@ -139,7 +140,7 @@ def _outline_margin(box: tuple[float, float, float, float], centre_yx: tuple[flo
 
 def clinical_geometry(seed: int, config: ClinicalConfig = ClinicalConfig()) -> ScanGeometry:
     """Draw the scan of subject ``seed`` from ``config`` (a stream of its own, so the subject's
-    anatomy is the same as with :class:`vox2vec_nnunet.phantoms.PhantomConfig`).
+    anatomy is the same as with :class:`vox2vec_nnunet.phantoms.ct.PhantomConfig`).
 
     In order: the body (a child scales the whole anatomy; an adult gets a size near the model's
     and extra fat up to ``max_width_mm``), the series (small field of view or not, thin or
