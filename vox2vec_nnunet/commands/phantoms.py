@@ -1,15 +1,17 @@
-"""``vox2vec_nnunet_phantoms``: write synthetic abdominal CT phantoms as an nnU-Net v2 raw
+"""``vox2vec_nnunet_phantoms``: write synthetic abdominal CT or MR phantoms as an nnU-Net v2 raw
 dataset, labeled cases in imagesTr/labelsTr and unlabeled ones (for
 self-supervised pre-training) in imagesTs.
 
     vox2vec_nnunet_phantoms -d 501 -n 10 --unlabeled 20 --seed 0 [--name Phantoms]
                             [--spacing Z Y X | --clinical [--slices MIN MAX] [--slice_mm MM ...]
-                            [--downsample F]] [--raw DIR]
-                            [--overwrite] [-np N]
+                            [--downsample F] | --modality mr [--channels T1 T2] [--downsample F]]
+                            [--raw DIR] [--overwrite] [-np N]
 
 ``--clinical`` draws every case's scan as a scanner writes it (512 x 512 pixels, 100-600
 slices, bodies from a child to a large adult, the patient table, small fields of view;
-:mod:`vox2vec_nnunet.phantoms.clinical`) and prints each case's geometry.
+:mod:`vox2vec_nnunet.phantoms.clinical`) and prints each case's geometry. ``--modality mr``
+scans the same subjects (same labels) by MR (:mod:`vox2vec_nnunet.phantoms.mr`): T1- and/or
+T2-weighted channels in arbitrary units, a bias field, Rician noise, 4-6 mm slices.
 """
 from __future__ import annotations
 
@@ -18,14 +20,14 @@ import os
 import sys
 from pathlib import Path
 
-from vox2vec_nnunet.phantoms import (PHANTOM_LABELS, ClinicalConfig, PhantomConfig, case_seed, describe,
-                                     write_nnunet_raw_dataset)
+from vox2vec_nnunet.phantoms import (CONTRASTS, PHANTOM_LABELS, ClinicalConfig, MRConfig, PhantomConfig, case_seed,
+                                     describe, write_nnunet_raw_dataset)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vox2vec_nnunet_phantoms",
-        description="Write synthetic abdominal CT phantoms (HU, labels "
+        description="Write synthetic abdominal CT phantoms (HU) or MR phantoms (--modality mr; labels "
                     + ", ".join(f"{k}={v}" for k, v in PHANTOM_LABELS.items())
                     + ") as the nnU-Net v2 raw dataset Dataset{ID}_{NAME}.")
     parser.add_argument("-d", "--dataset_id", type=int, required=True, help="nnU-Net dataset ID (1..999)")
@@ -35,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="unlabeled cases, written to imagesTs (for pre-training); default 0")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed; case i is subject (seed, i); default 0")
     parser.add_argument("--name", default="Phantoms", help="dataset name; default Phantoms")
+    parser.add_argument("--modality", choices=("ct", "mr"), default="ct",
+                        help="ct: images in HU (default); mr: the same subjects and labels with MR contrast "
+                             "(arbitrary units, bias field, Rician noise, 4-6 x 1.2-2 x 1.2-2 mm voxels drawn per case)")
+    parser.add_argument("--channels", type=str.upper, nargs="+", choices=sorted(CONTRASTS), default=None,
+                        metavar="CONTRAST", help=f"with --modality mr: the channels, of {', '.join(sorted(CONTRASTS))} "
+                                             f"(case-insensitive), in this order; default {' '.join(MRConfig().channels)}")
     parser.add_argument("--spacing", type=float, nargs=3, metavar=("Z", "Y", "X"), default=None,
                         help=f"voxel spacing in mm, slice axis first; default {PhantomConfig().spacing}")
     parser.add_argument("--clinical", action="store_true",
@@ -47,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="with --clinical: the slice spacings to draw from; default thin 0.6-1.25 mm or thick "
                              "1.5-5 mm (e.g. --slices 800 800 --slice_mm 0.625 for 500 mm of thin slices)")
     parser.add_argument("--downsample", type=int, default=1, metavar="F",
-                        help="with --clinical: sample each scan F times coarser along every axis (same field "
-                             "of view and subject; for quick looks and tests); default 1")
+                        help="with --clinical or --modality mr: sample each scan F times coarser along every axis "
+                             "(same field of view and subject; for quick looks and tests); default 1")
     parser.add_argument("--raw", type=Path, default=None, metavar="DIR",
                         help="nnU-Net raw folder to write into; default $nnUNet_raw")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
@@ -69,11 +77,22 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raw = Path(env)
     try:
+        mr = args.modality == "mr"
         if args.clinical and args.spacing is not None:
             raise ValueError("--spacing and --clinical exclude each other (clinical scans draw their spacing)")
-        if not args.clinical and (args.downsample != 1 or args.slices or args.slice_mm):
-            raise ValueError("--downsample, --slices and --slice_mm apply to --clinical scans only")
-        if args.clinical:
+        if mr and (args.clinical or args.spacing is not None):
+            raise ValueError("--modality mr draws each case's MR grid (4-6 mm slices); --clinical and --spacing "
+                             "are CT scans")
+        if args.channels is not None and not mr:
+            raise ValueError("--channels applies to --modality mr only (CT has one channel)")
+        if not (args.clinical or mr) and args.downsample != 1:
+            raise ValueError("--downsample applies to --clinical or --modality mr scans only")
+        if not args.clinical and (args.slices or args.slice_mm):
+            raise ValueError("--slices and --slice_mm apply to --clinical scans only")
+        if mr:
+            config = MRConfig(downsample=args.downsample,
+                              channels=tuple(args.channels or MRConfig().channels))
+        elif args.clinical:
             spacings = {} if args.slice_mm is None else {"thin_slice_mm": args.slice_mm, "thick_slice_mm": args.slice_mm}
             config = ClinicalConfig(downsample=args.downsample, slices=tuple(args.slices or ClinicalConfig().slices),
                                     **spacings)
@@ -97,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  imagesTr + labelsTr: {args.num_labeled} labeled cases")
     if args.unlabeled:
         print(f"  imagesTs: {args.unlabeled} unlabeled cases (for pre-training)")
-    if args.clinical:
+    if mr:
+        print(f"  MR channels {dict(enumerate(config.channels))}, grids drawn per case (in dataset.json), "
+              f"labels {PHANTOM_LABELS}")
+    elif args.clinical:
         print(f"  clinical scans (geometry above and in dataset.json), labels {PHANTOM_LABELS}")
     else:
         print(f"  shape (z, y, x) {config.shape}, spacing {config.spacing} mm, labels {PHANTOM_LABELS}")

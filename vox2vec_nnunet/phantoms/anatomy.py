@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 from scipy import ndimage
@@ -61,6 +62,31 @@ FOV_Z_RANGE_MM = (150.0, 260.0)
 #: Smallest in-plane field of view (y, x), mm, that holds the largest body with air around it.
 MIN_FOV_YX_MM = (2.0 * (_BODY_HALF_Y_MAX + _DEFORM_MAX_MM + _MARGIN_MM),
                  2.0 * (_BODY_HALF_X_MAX * (1.0 + _BODY_TAPER_MAX) + _DEFORM_MAX_MM + _MARGIN_MM))
+
+
+class Tissue(IntEnum):
+    """What a voxel of a subject is, whatever the scanner: the anatomy paints these classes
+    (``Subject.tissues``); CT draws their Hounsfield units per subject (:class:`TissueHU`, plus
+    the smooth variations painted with them), MR their signal
+    (:mod:`vox2vec_nnunet.phantoms.mr`)."""
+
+    AIR = 0  # outside the body, bowel and stomach gas
+    LUNG = 1
+    FAT = 2  # subcutaneous, visceral, mediastinal, perirenal and renal sinus fat
+    MUSCLE = 3  # body wall, back muscles, psoas, diaphragm, heart wall
+    BOWEL_WALL = 4  # colon, small bowel and stomach walls
+    LIVER = 5
+    SPLEEN = 6
+    KIDNEY_CORTEX = 7
+    KIDNEY_MEDULLA = 8
+    BLOOD = 9  # aorta, iliac arteries, inferior vena cava, heart chambers, lung vessels
+    FLUID = 10  # bowel and stomach contents, bile in the gallbladder, cerebrospinal fluid
+    STOOL = 11
+    CORTICAL_BONE = 12  # vertebral rims, ribs
+    MARROW = 13  # cancellous bone of the vertebral bodies and the neural arches
+    DISC = 14
+    CARTILAGE = 15  # costal cartilage
+    TABLE = 16  # the patient table and its mattress
 
 
 def _u(rng: np.random.Generator, low: float, high: float) -> float:
@@ -143,13 +169,17 @@ class Subject:
         self.bumps = self.fields(25.0)  # organ surface irregularity
         self.hu = TissueHU.draw(self.rng)
         self.image = np.full(self.shape, AIR_HU, dtype=np.float32)
+        self.tissues = np.full(self.shape, Tissue.AIR, dtype=np.uint8)
         self.labels = np.zeros(self.shape, dtype=np.uint8)
 
-    def paint(self, mask: np.ndarray, hu: float | np.ndarray, label: str = "background") -> None:
-        """Set tissue and label where ``mask`` (broadcastable) holds; unlabeled tissue gets
-        label 0, so the labels always describe the visible tissue."""
+    def paint(self, mask: np.ndarray, tissue: Tissue | np.ndarray, hu: float | np.ndarray,
+              label: str = "background") -> None:
+        """Set the tissue class, its CT intensity and the label where ``mask`` (broadcastable)
+        holds; unlabeled tissue gets label 0, so the labels always describe the visible tissue."""
         mask = np.broadcast_to(mask, self.image.shape)
         self.image[mask] = np.broadcast_to(hu, self.image.shape)[mask] if isinstance(hu, np.ndarray) else hu
+        self.tissues[mask] = (np.broadcast_to(tissue, self.image.shape)[mask] if isinstance(tissue, np.ndarray)
+                              else tissue)
         self.labels[mask] = PHANTOM_LABELS[label]
 
     def _box(self, low: np.ndarray, high: np.ndarray) -> tuple[slice, slice, slice] | None:
@@ -236,9 +266,9 @@ class Subject:
         self.wall_mm = _u(rng, 8, 13)
         self.fat_local = self.fat_mm * (0.85 - 0.15 * np.cos(self.theta)) * (1.0 + 0.15 * self.fields(60.0))
         self.cavity = self.depth > self.fat_local + self.wall_mm
-        self.paint(self.body, self.hu.fat)
-        self.paint(self.body & (self.depth > self.fat_local), self.hu.muscle)
-        self.paint(self.cavity, self.hu.visceral_fat)
+        self.paint(self.body, Tissue.FAT, self.hu.fat)
+        self.paint(self.body & (self.depth > self.fat_local), Tissue.MUSCLE, self.hu.muscle)
+        self.paint(self.cavity, Tissue.FAT, self.hu.visceral_fat)
         self.ax_in = self.ax + extra - self.fat_mm - self.wall_mm
         self.ay_in = self.ay_front - self.fat_mm - self.wall_mm
 
@@ -290,7 +320,7 @@ class Subject:
         muscles |= (((x / (self.vb_rx + 3.0)) ** 2 + (y / (self.vb_ry + 3.0)) ** 2 < 1.0)
                     | (x ** 2 + (y - self.vb_ry - self.canal_r) ** 2 < (self.canal_r + 8.0) ** 2))
         muscles &= self.body & (self.depth > self.fat_local)
-        self.paint(muscles, self.hu.muscle)
+        self.paint(muscles, Tissue.MUSCLE, self.hu.muscle)
         self.cavity &= ~muscles
 
     def thorax(self) -> None:
@@ -304,15 +334,16 @@ class Subject:
             self.dome_left - curvature * ((xd - (self.cx + 0.45 * self.ax_in)) ** 2 + (yd - dome_y) ** 2))
         self.abdomen = self.cavity & (self.zd < self.diaphragm)
         thorax = self.cavity & (self.zd > self.diaphragm + 5.0)
-        self.paint(self.cavity & ~self.abdomen & ~thorax, hu.muscle)  # the diaphragm itself
+        self.paint(self.cavity & ~self.abdomen & ~thorax, Tissue.MUSCLE, hu.muscle)  # the diaphragm itself
         lung = hu.lung + 25.0 * self.fields(20.0)
-        self.paint(thorax, np.where(self.fields(4.0) > 2.3, _u(rng, -150, 0), lung))
+        vessels = self.fields(4.0) > 2.3
+        self.paint(thorax, np.where(vessels, Tissue.BLOOD, Tissue.LUNG), np.where(vessels, _u(rng, -150, 0), lung))
         self.paint(thorax & (np.abs(xd - self.spine_x - 5) < _u(rng, 18, 26)) & (yd < self.spine_y + self.vb_ry),
-                   hu.visceral_fat)
+                   Tissue.FAT, hu.visceral_fat)
         heart_c = (self.dome_left + _u(rng, 5, 20), self.cy - 0.35 * self.ay_front, self.cx + _u(rng, 10, 25))
         heart = self.ellipsoid(heart_c, (_u(rng, 45, 55), _u(rng, 38, 48), _u(rng, 55, 70)), yaw_deg=_u(rng, -30, -10))
-        self.paint(thorax & (heart < 1.0), hu.muscle)
-        self.paint(thorax & (heart < 0.45), 0.9 * hu.aorta)  # contrast in the chambers
+        self.paint(thorax & (heart < 1.0), Tissue.MUSCLE, hu.muscle)
+        self.paint(thorax & (heart < 0.45), Tissue.BLOOD, 0.9 * hu.aorta)  # contrast in the chambers
 
     def colon(self) -> None:
         """A tube from the caecum up the right flank, across the front (transverse colon),
@@ -330,9 +361,10 @@ class Subject:
         radius = _u(rng, 14, 21)
         distance = self.distance_to_polyline(path, radius)
         self.colon_mask = self.abdomen & (distance < radius)
-        stool = np.where(self.fields(8.0) > _u(rng, 0.0, 0.8), AIR_HU, _u(rng, -120, 0) + 40.0 * self.fields(5.0))
-        self.paint(self.colon_mask, self.hu.muscle + 10.0)
-        self.paint(self.colon_mask & (distance < radius - 3.0), stool)
+        gas = self.fields(8.0) > _u(rng, 0.0, 0.8)
+        stool = np.where(gas, AIR_HU, _u(rng, -120, 0) + 40.0 * self.fields(5.0))
+        self.paint(self.colon_mask, Tissue.BOWEL_WALL, self.hu.muscle + 10.0)
+        self.paint(self.colon_mask & (distance < radius - 3.0), np.where(gas, Tissue.AIR, Tissue.STOOL), stool)
 
     def small_bowel(self) -> None:
         """Serpiginous loops around the zero level set of a smooth field, in front of the
@@ -342,10 +374,10 @@ class Subject:
         zone = (self.abdomen & ~self.colon_mask & (self.yd < self.spine_y - 0.5 * self.vb_ry)
                 & (self.zd < self.diaphragm - 35.0))
         width = _u(rng, 0.35, 0.5)
-        self.paint(zone & (loops < width), _u(rng, 70, 110))
+        self.paint(zone & (loops < width), Tissue.BOWEL_WALL, _u(rng, 70, 110))
         lumen = zone & (loops < 0.6 * width)
-        self.paint(lumen, self.hu.fluid)
-        self.paint(lumen & (gas > _u(rng, 0.8, 1.4)) & (loops < 0.4 * width), AIR_HU)
+        self.paint(lumen, Tissue.FLUID, self.hu.fluid)
+        self.paint(lumen & (gas > _u(rng, 0.8, 1.4)) & (loops < 0.4 * width), Tissue.AIR, AIR_HU)
 
     def stomach(self) -> None:
         """Left upper quadrant, fluid with an air-fluid level (supine: gas in front)."""
@@ -354,10 +386,10 @@ class Subject:
                   self.cx + self.ax_in * _u(rng, 0.2, 0.4))
         radii = (_u(rng, 35, 50), _u(rng, 25, 35), _u(rng, 35, 50))
         stomach = self.abdomen & (self.ellipsoid(center, radii, yaw_deg=_u(rng, -35, 0)) < 1.0 + 0.15 * self.bumps)
-        self.paint(stomach, self.hu.muscle)
+        self.paint(stomach, Tissue.BOWEL_WALL, self.hu.muscle)
         lumen = ndimage.binary_erosion(stomach)
-        self.paint(lumen, self.hu.fluid + 5.0)
-        self.paint(lumen & (self.yd < center[1] - radii[1] * _u(rng, 0.1, 0.8)), AIR_HU)
+        self.paint(lumen, Tissue.FLUID, self.hu.fluid + 5.0)
+        self.paint(lumen & (self.yd < center[1] - radii[1] * _u(rng, 0.1, 0.8)), Tissue.AIR, AIR_HU)
 
     def liver(self) -> None:
         """Right lobe under the right dome plus a left lobe reaching across the midline in
@@ -373,12 +405,12 @@ class Subject:
         gutter = (np.abs(self.xd - self.spine_x) < self.vb_rx + 25.0) & (self.yd > self.spine_y - self.vb_ry)
         liver = (self.abdomen & ~gutter & (np.minimum(right, left) < 1.0 + 0.12 * self.bumps)
                  & (self.zd < self.diaphragm - 2.0))
-        self.paint(liver, self.hu.liver, "liver")
+        self.paint(liver, Tissue.LIVER, self.hu.liver, "liver")
         if rng.random() < 0.75:
             gallbladder = self.ellipsoid(
                 (self.liver_z - _u(rng, 25, 45), cy - ay_in * _u(rng, 0.25, 0.4), cx - ax_in * _u(rng, 0.1, 0.3)),
                 (_u(rng, 25, 35), _u(rng, 12, 18), _u(rng, 12, 18)), yaw_deg=_u(rng, -30, 30))
-            self.paint(self.abdomen & (gallbladder < 1.0), _u(rng, 0, 20))
+            self.paint(self.abdomen & (gallbladder < 1.0), Tissue.FLUID, _u(rng, 0, 20))
 
     def spleen(self) -> None:
         """Crescent along the left posterolateral wall: an ellipsoid whose long axis follows
@@ -391,7 +423,8 @@ class Subject:
         hilum = (center[0], center[1] - 1.6 * radii[2] * math.sin(a), center[2] - 1.6 * radii[2] * math.cos(a))
         spleen = ((self.ellipsoid(center, radii, yaw_deg=yaw) < 1.0 + 0.1 * self.bumps)
                   & (self.ellipsoid(hilum, (0.5 * radii[0], 0.5 * radii[1], radii[2]), yaw_deg=yaw) > 1.0))
-        self.paint(self.abdomen & spleen & (self.zd < self.diaphragm - 2.0), self.hu.spleen, "spleen")
+        self.paint(self.abdomen & spleen & (self.zd < self.diaphragm - 2.0), Tissue.SPLEEN, self.hu.spleen,
+                   "spleen")
 
     def psoas(self) -> None:
         """Psoas muscles beside the lumbar vertebral bodies, thickening caudally."""
@@ -399,7 +432,7 @@ class Subject:
         for side in (-1.0, 1.0):
             psoas = (((self.xd - self.spine_x - side * (self.vb_rx + 0.8 * radius)) ** 2
                       + ((self.yd - self.spine_y - 3.0) / 0.9) ** 2 < radius ** 2) & (radius > 3.0))
-            self.paint(self.abdomen & psoas, self.hu.muscle)
+            self.paint(self.abdomen & psoas, Tissue.MUSCLE, self.hu.muscle)
 
     def kidneys(self) -> None:
         """Beside the spine in perirenal fat, the right one lower (under the liver), upper
@@ -416,14 +449,15 @@ class Subject:
             q = self.ellipsoid(center, radii, yaw, tilt)
             # A thin fat rim around the kidney, a wider one where no organ lies.
             self.paint(self.abdomen & ((q < 1.15) | ((q < 1.5) & (self.labels == 0))),
-                       self.hu.fat + _u(rng, 0, 15))
+                       Tissue.FAT, self.hu.fat + _u(rng, 0, 15))
             kidney = self.abdomen & (q < 1.0 + 0.05 * self.bumps) & (self.zd < self.diaphragm - 2.0)
-            self.paint(kidney, self.hu.kidney_cortex, name)
-            self.paint(kidney & (q < (1.0 - 7.0 / radii[2]) ** 2), self.hu.kidney_medulla, name)
+            self.paint(kidney, Tissue.KIDNEY_CORTEX, self.hu.kidney_cortex, name)
+            self.paint(kidney & (q < (1.0 - 7.0 / radii[2]) ** 2), Tissue.KIDNEY_MEDULLA,
+                       self.hu.kidney_medulla, name)
             medial = (-side * math.cos(math.radians(yaw)), -side * math.sin(math.radians(yaw)))  # (x, y)
             sinus_c = (kz, center[1] + 0.8 * radii[2] * medial[1], center[2] + 0.8 * radii[2] * medial[0])
             sinus = self.ellipsoid(sinus_c, (0.5 * radii[0], 0.45 * radii[1], 0.5 * radii[2]), yaw, tilt) < 1.0
-            self.paint(self.abdomen & sinus & (q < 1.5), self.hu.fat + _u(rng, 10, 30))
+            self.paint(self.abdomen & sinus & (q < 1.5), Tissue.FAT, self.hu.fat + _u(rng, 10, 30))
 
     def great_vessels(self) -> None:
         """Aorta left of the midline just in front of the vertebral bodies, bifurcating low
@@ -436,15 +470,17 @@ class Subject:
         aorta_y = spine_y - self.vb_ry - radius - _u(rng, 1, 4)
         bifurcation = _u(rng, -120, -50)
         above = z >= bifurcation
-        self.paint(self.body & above & ((x - aorta_x) ** 2 + (y - aorta_y) ** 2 < radius ** 2), self.hu.aorta, "aorta")
+        self.paint(self.body & above & ((x - aorta_x) ** 2 + (y - aorta_y) ** 2 < radius ** 2), Tissue.BLOOD,
+                   self.hu.aorta, "aorta")
         spread = math.tan(math.radians(_u(rng, 20, 30))) * (bifurcation - z)
         for side in (-1.0, 1.0):
             iliac = (x - spine_x - side * (2.0 + spread)) ** 2 + (y - aorta_y) ** 2 < (0.7 * radius) ** 2
-            self.paint(self.body & ~above & iliac, self.hu.aorta)
+            self.paint(self.body & ~above & iliac, Tissue.BLOOD, self.hu.aorta)
         ivc_rx, ivc_ry = _u(rng, 11, 15), _u(rng, 7, 11)
         ivc_x = spine_x - _u(rng, 18, 28)
         ivc_y = spine_y - self.vb_ry - ivc_ry - _u(rng, 4, 10)
-        self.paint(self.body & (((x - ivc_x) / ivc_rx) ** 2 + ((y - ivc_y) / ivc_ry) ** 2 < 1.0), self.hu.vein)
+        self.paint(self.body & (((x - ivc_x) / ivc_rx) ** 2 + ((y - ivc_y) / ivc_ry) ** 2 < 1.0), Tissue.BLOOD,
+                   self.hu.vein)
 
     def spine(self) -> None:
         """Vertebral bodies (cortical rim, cancellous core) separated by discs; neural arch
@@ -455,20 +491,21 @@ class Subject:
         level = np.mod(z - _u(rng, 0, period), period) / period  # 0..1 within one vertebra and disc
         vertebra = level >= disc
         q = ((x - spine_x) / self.vb_rx) ** 2 + ((y - spine_y) / self.vb_ry) ** 2
-        self.paint(q < 1.0, np.where(vertebra, hu.cortical_bone, _u(rng, 70, 100)))
-        self.paint((q < (1.0 - 3.0 / self.vb_ry) ** 2) & vertebra, hu.cancellous_bone)
+        self.paint(q < 1.0, np.where(vertebra, Tissue.CORTICAL_BONE, Tissue.DISC),
+                   np.where(vertebra, hu.cortical_bone, _u(rng, 70, 100)))
+        self.paint((q < (1.0 - 3.0 / self.vb_ry) ** 2) & vertebra, Tissue.MARROW, hu.cancellous_bone)
         canal_r = self.canal_r
         canal_y = spine_y + self.vb_ry + canal_r + 1.0
         canal_d = np.sqrt((x - spine_x) ** 2 + (y - canal_y) ** 2)
         arch_hu = 0.5 * (hu.cortical_bone + hu.cancellous_bone)
-        self.paint((canal_d < canal_r + 5.0) & (y > spine_y) & vertebra, arch_hu)
-        self.paint(canal_d < canal_r, _u(rng, 0, 15))
+        self.paint((canal_d < canal_r + 5.0) & (y > spine_y) & vertebra, Tissue.MARROW, arch_hu)
+        self.paint(canal_d < canal_r, Tissue.FLUID, _u(rng, 0, 15))
         self.paint((np.abs(x - spine_x) < 3.0) & (y > canal_y + canal_r) & (y < canal_y + canal_r + self.spinous_len)
-                   & (level > disc + 0.1) & (level < 0.9), arch_hu)
+                   & (level > disc + 0.1) & (level < 0.9), Tissue.MARROW, arch_hu)
         transverse_len = _u(rng, 15, 25)
         self.paint((np.abs(y - canal_y + 2.0) < 3.0) & (np.abs(x - spine_x) > canal_r + 2.0)
                    & (np.abs(x - spine_x) < canal_r + 5.0 + transverse_len)
-                   & (level > disc + 0.2) & (level < 0.75), arch_hu)
+                   & (level > disc + 0.2) & (level < 0.75), Tissue.MARROW, arch_hu)
 
     def ribs(self) -> None:
         """Oblique bands in the chest wall, descending towards the front, above the costal
@@ -483,8 +520,8 @@ class Subject:
         inner = self.fat_local + 0.15 * self.wall_mm
         ribs = (self.body & band & (self.zd > costal_margin) & (self.depth > inner)
                 & (self.depth < inner + _u(rng, 7, 10)) & (th > 0.4))
-        self.paint(ribs & (th < math.pi - 0.55), _u(rng, 450, 750))
-        self.paint(ribs & (th >= math.pi - 0.55) & (th < math.pi - 0.15), _u(rng, 100, 180))
+        self.paint(ribs & (th < math.pi - 0.55), Tissue.CORTICAL_BONE, _u(rng, 450, 750))
+        self.paint(ribs & (th >= math.pi - 0.55) & (th < math.pi - 0.15), Tissue.CARTILAGE, _u(rng, 100, 180))
 
     def table(self) -> None:
         """The patient table and its mattress (:class:`vox2vec_nnunet.phantoms.geometry.PatientTable`),
@@ -495,12 +532,12 @@ class Subject:
         below_top = y.reshape(1, -1, 1) - (table.top_y_mm - lateral ** 2 / (2.0 * table.radius_mm))
         across = np.abs(lateral) <= table.width_mm / 2.0
         outside = ~self.body
-        self.paint(outside & across & (below_top >= -table.pad_mm) & (below_top < 0.0), table.pad_hu)
+        self.paint(outside & across & (below_top >= -table.pad_mm) & (below_top < 0.0), Tissue.TABLE, table.pad_hu)
         board = across & (below_top >= 0.0) & (below_top <= table.thickness_mm)
         shell = board & ((below_top < table.shell_mm) | (below_top > table.thickness_mm - table.shell_mm)
                          | (np.abs(lateral) > table.width_mm / 2.0 - table.shell_mm))
-        self.paint(outside & board, table.core_hu)
-        self.paint(outside & shell, table.shell_hu)
+        self.paint(outside & board, Tissue.TABLE, table.core_hu)
+        self.paint(outside & shell, Tissue.TABLE, table.shell_hu)
 
     def slabs(self) -> Iterator[tuple[slice, slice]]:
         """Paint the scan slab by slab: for consecutive slabs of slices, the anatomy (and the

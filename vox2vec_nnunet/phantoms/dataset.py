@@ -16,6 +16,15 @@ from vox2vec_nnunet.phantoms.anatomy import PHANTOM_LABELS, Subject
 from vox2vec_nnunet.phantoms.clinical import ClinicalConfig
 from vox2vec_nnunet.phantoms.ct import PhantomConfig, ct_slabs
 from vox2vec_nnunet.phantoms.geometry import ScanGeometry, origin_lps
+from vox2vec_nnunet.phantoms.mr import MRConfig, mr_slabs
+
+_DESCRIPTION = {
+    "CT": "Synthetic abdominal CT phantoms (vox2vec_nnunet.phantoms): HU images, LPS orientation; imagesTs "
+          "holds unlabeled subjects for pre-training.",
+    "MR": "Synthetic abdominal MR phantoms (vox2vec_nnunet.phantoms.mr): T1-/T2-weighted contrast in arbitrary "
+          "units with a bias field and Rician noise, LPS orientation; imagesTs holds unlabeled subjects for "
+          "pre-training.",
+}
 
 
 def case_seed(seed: int, case_index: int) -> int:
@@ -32,12 +41,25 @@ def _to_sitk(array: np.ndarray, geometry: ScanGeometry) -> sitk.Image:
     return image
 
 
-def _write_case(job: tuple[str, int, ScanGeometry, str, str | None]) -> str:
-    """Make one subject and write its image (int16 HU, as CT is stored) and, if
-    ``labels_dir`` is given, its label map (uint8). The image is rounded slab by slab, so a
-    clinical-size scan needs 3 bytes per voxel plus one slab's working memory (and
-    SimpleITK's copy of each array while it is written)."""
-    case_id, seed, geometry, images_dir, labels_dir = job
+def _write_case(job: tuple[str, int, ScanGeometry, PhantomConfig | ClinicalConfig | MRConfig, str, str | None]
+                ) -> str:
+    """Make one subject and write its image(s) and, if ``labels_dir`` is given, its label map
+    (uint8): CT as int16 HU (as CT is stored), MR as float32, one image per channel."""
+    case_id, seed, geometry, config, images_dir, labels_dir = job
+    if isinstance(config, MRConfig):
+        _write_mr_case(case_id, seed, geometry, config, Path(images_dir), labels_dir)
+    else:
+        _write_ct_case(case_id, seed, geometry, Path(images_dir), labels_dir)
+    return case_id
+
+
+def _write_labels(labels: np.ndarray, geometry: ScanGeometry, case_id: str, labels_dir: str) -> None:
+    sitk.WriteImage(_to_sitk(labels, geometry), str(Path(labels_dir) / f"{case_id}.nii.gz"), True)
+
+
+def _write_ct_case(case_id: str, seed: int, geometry: ScanGeometry, images_dir: Path, labels_dir: str | None) -> None:
+    """The image is rounded slab by slab, so a clinical-size scan needs 3 bytes per voxel plus
+    one slab's working memory (and SimpleITK's copy of each array while it is written)."""
     hu = np.empty(geometry.shape, dtype=np.int16)
     labels = np.empty(geometry.shape, dtype=np.uint8) if labels_dir is not None else None
     for rows, image_rows, label_rows in ct_slabs(Subject(seed, geometry)):
@@ -45,17 +67,30 @@ def _write_case(job: tuple[str, int, ScanGeometry, str, str | None]) -> str:
         hu[rows] = image_rows
         if labels is not None:
             labels[rows] = label_rows
-    sitk.WriteImage(_to_sitk(hu, geometry), str(Path(images_dir) / f"{case_id}_0000.nii.gz"), True)
+    sitk.WriteImage(_to_sitk(hu, geometry), str(images_dir / f"{case_id}_0000.nii.gz"), True)
     del hu
     if labels is not None:
-        sitk.WriteImage(_to_sitk(labels, geometry), str(Path(labels_dir) / f"{case_id}.nii.gz"), True)
-    return case_id
+        _write_labels(labels, geometry, case_id, labels_dir)
+
+
+def _write_mr_case(case_id: str, seed: int, geometry: ScanGeometry, config: MRConfig, images_dir: Path,
+                   labels_dir: str | None) -> None:
+    images = [np.empty(geometry.shape, dtype=np.float32) for _ in config.channels]
+    labels = np.empty(geometry.shape, dtype=np.uint8)
+    for rows, channel_rows, label_rows in mr_slabs(Subject(seed, geometry), config.scan(seed)):
+        for image, image_rows in zip(images, channel_rows):
+            image[rows] = image_rows
+        labels[rows] = label_rows
+    for channel, image in enumerate(images):
+        sitk.WriteImage(_to_sitk(image, geometry), str(images_dir / f"{case_id}_{channel:04d}.nii.gz"), True)
+    if labels_dir is not None:
+        _write_labels(labels, geometry, case_id, labels_dir)
 
 
 def write_nnunet_raw_dataset(raw_root: Path, dataset_id: int, name: str, num_labeled: int,
                              num_unlabeled: int = 0, seed: int = 0,
-                             config: PhantomConfig | ClinicalConfig = PhantomConfig(), num_processes: int = 1,
-                             overwrite: bool = False, progress: bool = True) -> Path:
+                             config: PhantomConfig | ClinicalConfig | MRConfig = PhantomConfig(),
+                             num_processes: int = 1, overwrite: bool = False, progress: bool = True) -> Path:
     """Write ``raw_root/Dataset{ID:03d}_{name}`` in nnU-Net v2's raw layout and return it.
 
     Labeled cases ``phantom_0000`` ... go to ``imagesTr`` (``{case}_0000.nii.gz``) and
@@ -64,8 +99,10 @@ def write_nnunet_raw_dataset(raw_root: Path, dataset_id: int, name: str, num_lab
     Case i is the independent subject ``case_seed(seed, i)``, scanned with
     ``config.case_geometry(case_seed(seed, i))``: the same field of view for every case with a
     :class:`PhantomConfig` (``make_phantom``), a scan drawn per case with a
-    :class:`vox2vec_nnunet.phantoms.clinical.ClinicalConfig`. ``dataset.json`` records the
-    seeds, the configuration and every case's scan geometry. The dataset is assembled in a
+    :class:`vox2vec_nnunet.phantoms.clinical.ClinicalConfig`, an MR scan drawn per case with a
+    :class:`vox2vec_nnunet.phantoms.mr.MRConfig` (one image ``{case}_{channel:04d}.nii.gz`` per
+    contrast, the contrasts as ``channel_names``: not ``CT``, so nnU-Net z-scores them; the same
+    labels as CT). ``dataset.json`` records the seeds, the configuration and every case's scan geometry. The dataset is assembled in a
     hidden sibling folder and moved into place when complete. An existing dataset folder is
     replaced only with ``overwrite=True``; another dataset with the same ID is an error.
     """
@@ -97,7 +134,7 @@ def write_nnunet_raw_dataset(raw_root: Path, dataset_id: int, name: str, num_lab
             path.mkdir(parents=True)
     seeds = {f"phantom_{i:04d}": case_seed(seed, i) for i in range(num_labeled + num_unlabeled)}
     geometries = {case: config.case_geometry(s) for case, s in seeds.items()}
-    jobs = [(case, s, geometries[case], str(dirs["imagesTr"] if i < num_labeled else dirs["imagesTs"]),
+    jobs = [(case, s, geometries[case], config, str(dirs["imagesTr"] if i < num_labeled else dirs["imagesTs"]),
              str(dirs["labelsTr"]) if i < num_labeled else None)
             for i, (case, s) in enumerate(seeds.items())]
     with tqdm(total=len(jobs), desc=folder_name, unit="case", disable=not progress) as bar:
@@ -110,11 +147,11 @@ def write_nnunet_raw_dataset(raw_root: Path, dataset_id: int, name: str, num_lab
                 for _ in pool.imap_unordered(_write_case, jobs):
                     bar.update()
 
+    mr = isinstance(config, MRConfig)
     dataset_json = {
         "name": name,
-        "description": "Synthetic abdominal CT phantoms (vox2vec_nnunet.phantoms): HU images, "
-                       "LPS orientation; imagesTs holds unlabeled subjects for pre-training.",
-        "channel_names": {"0": "CT"},
+        "description": _DESCRIPTION["MR" if mr else "CT"],
+        "channel_names": {str(i): channel for i, channel in enumerate(config.channels)} if mr else {"0": "CT"},
         "labels": dict(PHANTOM_LABELS),
         "numTraining": num_labeled,
         "numTest": num_unlabeled,
