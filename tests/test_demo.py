@@ -75,3 +75,37 @@ def test_repeats_go_with_the_table1_mode(tmp_path, capsys):
     assert main(["-o", str(tmp_path / "demo"), "--table1", "--repeats", "0"]) == 2
     assert "--repeats must be at least 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()  # refused before anything was made
+
+
+@pytest.mark.parametrize("modality, labeled, pretraining, config", [
+    ("ct", ("601", "DemoPhantoms"), ("901", "Vox2VecPretraining"), "PhantomConfig"),
+    ("mr", ("602", "DemoMRPhantoms"), ("902", "Vox2VecPretrainingMR"), "MRConfig")])
+def test_modality_reaches_the_phantoms_and_every_command(tmp_path, monkeypatch, modality, labeled, pretraining,
+                                                         config):
+    import vox2vec_nnunet.commands.demo as demo_command
+    import vox2vec_nnunet.demo as demo_module
+
+    settings = []
+    monkeypatch.setattr(demo_command, "run_demo", lambda s: settings.append(s) or 0)
+    assert main(["-o", str(tmp_path), "--modality", modality, "-np", "1"]) == 0
+    commands: list[list[str]] = []
+    written = []
+    monkeypatch.setattr(demo_module.Demo, "run", lambda self, name, args: commands.append([str(a) for a in args]))
+    monkeypatch.setattr(demo_module, "write_nnunet_raw_dataset", lambda *args, **kwargs: written.append(args))
+    demo = demo_module.Demo(settings[0])
+    demo.phantoms()
+    demo.plan()
+    demo.probe(demo.pretrain(0))
+    (raw, dataset_id, name, labeled_phantoms, unlabeled, seed, phantom_config), = written
+    assert (str(dataset_id), name, labeled_phantoms, unlabeled) == (*labeled, 9, 16)
+    assert type(phantom_config).__name__ == config
+    if modality == "mr":
+        assert phantom_config.channels == ("T2",)
+    plan, prepare, train, benchmark = commands
+    assert plan[:3] == ["vox2vec_nnunet_plan", "-d", labeled[0]]
+    assert prepare[:7] == ["vox2vec_nnunet_prepare_pretraining", "-d", labeled[0], "-o", pretraining[0], "--name",
+                           pretraining[1]]
+    assert train[:2] == ["nnUNetv2_train", pretraining[0]]
+    assert benchmark[:3] == ["vox2vec_nnunet_benchmark", "-d", labeled[0]]
+    weights = benchmark[benchmark.index("--pretrained_weights") + 1]
+    assert f"Dataset{pretraining[0]}_{pretraining[1]}" in weights

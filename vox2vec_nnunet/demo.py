@@ -1,5 +1,9 @@
 """The one-command demo: phantoms -> pre-training -> linear probes (pre-trained vs random FPN).
 
+``--modality mr`` runs it on MR phantoms (the same subjects and labels, T2-weighted, in
+arbitrary units: :mod:`vox2vec_nnunet.phantoms.mr`) in datasets of their own (602 and 902), so
+CT and MR runs share a workspace without mixing; nnU-Net z-scores the MR channel.
+
 Everything runs through the real commands, in a workspace of its own (its own ``nnUNet_raw``,
 ``nnUNet_preprocessed`` and ``nnUNet_results``), so a user sees the product exactly as they
 would use it, at a scale a 2-core CPU finishes in minutes (docs/method.md, "What a small CPU run
@@ -35,14 +39,14 @@ from pathlib import Path
 
 from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.nnunet_env import trainers_dir, training_env
-from vox2vec_nnunet.phantoms import PhantomConfig, write_nnunet_raw_dataset
+from vox2vec_nnunet.phantoms import MRConfig, PhantomConfig, write_nnunet_raw_dataset
 from vox2vec_nnunet.training.budgets import SEGMENTATION_BUDGETS
 from vox2vec_nnunet.training.segmentation import Vox2VecTrainer_FineTune, finetune_schedule
 from vox2vec_nnunet.training.variants import seeded_name
 
-LABELED_ID, PRETRAIN_ID = 601, 901
-LABELED_NAME = "Dataset601_DemoPhantoms"
-PRETRAIN_NAME = "Dataset901_Vox2VecPretraining"
+#: Per modality: the labeled phantoms' dataset (ID, name) and the pre-training dataset's.
+DATASETS = {"ct": ((601, "DemoPhantoms"), (901, "Vox2VecPretraining")),
+            "mr": ((602, "DemoMRPhantoms"), (902, "Vox2VecPretrainingMR"))}
 PLANS, SEG_CONFIG, PRE_CONFIG = "Vox2VecPlans", "3d_vox2vec", "3d_vox2vec_pretrain"
 TABLE1_SETUPS = ("scratch", "linear_probe", "nonlinear_probe", "finetune", "linear_probe_random",
                  "nonlinear_probe_random", "linear_probe_random_bn", "nonlinear_probe_random_bn")
@@ -74,6 +78,32 @@ class DemoSettings:
     """Runs of every fold in the Table 1 mode (``vox2vec_nnunet_benchmark --repeats``)."""
     pretrain_seeds: tuple[int, ...] = (0,)
     """One pre-training per seed; with several, the linear probe's spread over them."""
+    modality: str = "ct"
+    """Phantoms scanned by ``ct`` (:class:`PhantomConfig`) or ``mr`` (:class:`MRConfig`, T2)."""
+
+    def __post_init__(self) -> None:
+        if self.modality not in DATASETS:
+            raise Vox2VecError(f"modality must be one of {sorted(DATASETS)}, got {self.modality!r}")
+
+    @property
+    def labeled_id(self) -> int:
+        return DATASETS[self.modality][0][0]
+
+    @property
+    def labeled_name(self) -> str:
+        return f"Dataset{self.labeled_id:03d}_{DATASETS[self.modality][0][1]}"
+
+    @property
+    def pretrain_id(self) -> int:
+        return DATASETS[self.modality][1][0]
+
+    @property
+    def pretrain_name(self) -> str:
+        return f"Dataset{self.pretrain_id:03d}_{DATASETS[self.modality][1][1]}"
+
+    @property
+    def phantom_config(self) -> PhantomConfig | MRConfig:
+        return MRConfig() if self.modality == "mr" else PhantomConfig()
 
     @property
     def fpn_args(self) -> list[str]:
@@ -125,33 +155,36 @@ class Demo:
         return f"{name}_{self.s.trainer_variant}"
 
     def phantoms(self) -> None:
-        self.step(f"1/5 CT phantoms: {self.s.labeled_phantoms} labeled + {self.s.unlabeled} unlabeled (seed {self.s.seed})")
+        self.step(f"1/5 {self.s.modality.upper()} phantoms: {self.s.labeled_phantoms} labeled + {self.s.unlabeled} "
+                  f"unlabeled (seed {self.s.seed})")
         raw = self.path("nnUNet_raw")
-        if (raw / LABELED_NAME / "dataset.json").is_file():
-            print(f"  already there: {raw / LABELED_NAME}")
+        if (raw / self.s.labeled_name / "dataset.json").is_file():
+            print(f"  already there: {raw / self.s.labeled_name}")
             return
-        write_nnunet_raw_dataset(raw, LABELED_ID, "DemoPhantoms", self.s.labeled_phantoms, self.s.unlabeled, self.s.seed,
-                                 PhantomConfig(), num_processes=self.s.num_processes)
+        write_nnunet_raw_dataset(raw, self.s.labeled_id, DATASETS[self.s.modality][0][1], self.s.labeled_phantoms,
+                                 self.s.unlabeled, self.s.seed, self.s.phantom_config,
+                                 num_processes=self.s.num_processes)
 
     def plan(self) -> None:
         self.step("2/5 vox2vec plans and nnU-Net preprocessing of the labeled phantoms")
-        if (self.path("nnUNet_preprocessed") / LABELED_NAME / f"{PLANS}_{SEG_CONFIG}").is_dir():
+        if (self.path("nnUNet_preprocessed") / self.s.labeled_name / f"{PLANS}_{SEG_CONFIG}").is_dir():
             print("  already preprocessed")
             return
-        self.run("plan", ["vox2vec_nnunet_plan", "-d", LABELED_ID, "--batch_size", "2", *self.s.fpn_args])
+        self.run("plan", ["vox2vec_nnunet_plan", "-d", self.s.labeled_id, "--batch_size", "2", *self.s.fpn_args])
 
     def pretrain(self, seed: int) -> Path:
         self.step(f"3/5 pre-training data (all phantom images, labels unused) and vox2vec pre-training, seed {seed}")
-        self.run("prepare_pretraining", ["vox2vec_nnunet_prepare_pretraining", "-d", LABELED_ID, "-o", PRETRAIN_ID,
+        self.run("prepare_pretraining", ["vox2vec_nnunet_prepare_pretraining", "-d", self.s.labeled_id, "-o",
+                                         self.s.pretrain_id, "--name", DATASETS[self.s.modality][1][1],
                                          *self.s.fpn_args])
         trainer = seeded_name(self.trainer("Vox2VecPretrainTrainer"), seed)
-        folder = self.path("nnUNet_results") / PRETRAIN_NAME / f"{trainer}__{PLANS}__{PRE_CONFIG}" / "fold_all"
+        folder = self.path("nnUNet_results") / self.s.pretrain_name / f"{trainer}__{PLANS}__{PRE_CONFIG}" / "fold_all"
         final = folder / "checkpoint_final.pth"
         if final.is_file():
             print(f"  already pre-trained: {final}")
             return final
         resume = ["--c"] if (folder / "checkpoint_latest.pth").is_file() else []
-        self.run(f"pretrain_seed{seed}", ["nnUNetv2_train", PRETRAIN_ID, PRE_CONFIG, "all", "-p", PLANS, "-tr",
+        self.run(f"pretrain_seed{seed}", ["nnUNetv2_train", self.s.pretrain_id, PRE_CONFIG, "all", "-p", PLANS, "-tr",
                                           trainer, "-device", self.s.device, *resume])
         print(f"  loss curve: {folder / 'progress.png'}")
         return final
@@ -160,7 +193,7 @@ class Demo:
         self.step(f"4/5 linear probes, {self.s.folds}-fold cross-validation: pre-trained FPN vs random FPN "
                   f"(BatchNorm statistics re-estimated)")
         output = self.s.workspace / "benchmark"
-        self.run("benchmark", ["vox2vec_nnunet_benchmark", "-d", LABELED_ID, "-p", PLANS, "-c", SEG_CONFIG,
+        self.run("benchmark", ["vox2vec_nnunet_benchmark", "-d", self.s.labeled_id, "-p", PLANS, "-c", SEG_CONFIG,
                                "--setups", "linear_probe", "linear_probe_random_bn", "--folds", self.s.folds,
                                "--pretrained_weights", weights, "--run", "-device", self.s.device,
                                "--trainer_variant", self.s.trainer_variant, "-o", output])
@@ -170,7 +203,7 @@ class Demo:
         self.step(f"4/5 linear probes of each pre-training seed's FPN ({', '.join(map(str, self.s.pretrain_seeds))}) "
                   f"and of a random FPN (BatchNorm statistics re-estimated), {self.s.folds}-fold cross-validation")
         output = self.s.workspace / "benchmark_seeds"
-        self.run("benchmark_seeds", ["vox2vec_nnunet_benchmark", "-d", LABELED_ID, "-p", PLANS, "-c", SEG_CONFIG,
+        self.run("benchmark_seeds", ["vox2vec_nnunet_benchmark", "-d", self.s.labeled_id, "-p", PLANS, "-c", SEG_CONFIG,
                                      "--setups", "linear_probe", "linear_probe_random_bn", "--folds", self.s.folds,
                                      "--pretraining_curve", *weights, "--run", "-device", self.s.device,
                                      "--trainer_variant", self.s.trainer_variant, "-o", output])
@@ -180,7 +213,8 @@ class Demo:
         self.step("5/5 results")
         seeds = len(self.s.pretrain_seeds) > 1
         print((output / ("pretraining_curve.md" if seeds else "dice_table.md")).read_text())
-        print(f"Settings: phantoms {self.s.labeled_phantoms} labeled / {self.s.unlabeled} unlabeled at "
+        print(f"Settings: {self.s.modality.upper()} phantoms {self.s.labeled_phantoms} labeled / {self.s.unlabeled} "
+              f"unlabeled at "
               f"{'x'.join(self.s.spacing)} mm, patch {'x'.join(self.s.patch_size)}, FPN {self.s.base_channels} base "
               f"channels x {self.s.num_levels} levels; trainers *_{self.s.trainer_variant} (budgets in "
               f"vox2vec_nnunet/training/budgets.py), pre-training "
@@ -194,7 +228,7 @@ class Demo:
 
     def benchmark(self, name: str, weights: Path, setups: tuple[str, ...], labeled_cases: tuple[int, ...] = ()) -> Path:
         output = self.s.workspace / name
-        self.run(name, ["vox2vec_nnunet_benchmark", "-d", LABELED_ID, "-p", PLANS, "-c", SEG_CONFIG,
+        self.run(name, ["vox2vec_nnunet_benchmark", "-d", self.s.labeled_id, "-p", PLANS, "-c", SEG_CONFIG,
                         "--setups", *setups, "--folds", self.s.folds, "--pretrained_weights", weights, "--run",
                         "-device", self.s.device, "--trainer_variant", self.s.trainer_variant, "-o", output,
                         "--repeats", self.s.repeats, *(["--labeled", *labeled_cases] if labeled_cases else [])])
@@ -221,7 +255,8 @@ class Demo:
                         f"fine-tuning: backbone "
                         f"frozen for {freeze} iterations, then its lr rises {Vox2VecTrainer_FineTune.backbone_start_lr:g} "
                         f"-> {Vox2VecTrainer_FineTune.backbone_end_lr:g} over {warmup}")
-        return (f"Settings: phantoms {self.s.labeled_phantoms} labeled / {self.s.unlabeled} unlabeled at "
+        return (f"Settings: {self.s.modality.upper()} phantoms {self.s.labeled_phantoms} labeled / "
+                f"{self.s.unlabeled} unlabeled at "
                 f"{'x'.join(self.s.spacing)} mm, patch {'x'.join(self.s.patch_size)}, FPN {self.s.base_channels} "
                 f"base channels x {self.s.num_levels} levels; {self.s.folds} folds; {schedule}; random baselines: "
                 f"the same FPN frozen at random initialisation, with and without BatchNorm statistics "

@@ -1,4 +1,4 @@
-"""``vox2vec_nnunet_demo``: the whole product on generated CT phantoms, in one command."""
+"""``vox2vec_nnunet_demo``: the whole product on generated CT (or MR) phantoms, in one command."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,7 @@ from vox2vec_nnunet.training.variants import SEEDS
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="vox2vec_nnunet_demo",
-        description="Make CT phantoms, pre-train a scaled-down vox2vec FPN on them, linear-probe it and a randomly "
+        description="Make CT (or MR) phantoms, pre-train a scaled-down vox2vec FPN on them, linear-probe it and a randomly "
                     "initialised FPN with cross-validation, and print the benchmark table and figure. Runs on the "
                     "CPU in about 13 minutes on 2 cores; run again to resume.")
     p.add_argument("-o", "--workspace", type=Path, default=Path("vox2vec_demo"),
@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="labeled phantoms to generate, the cases of the cross-validation (default: %(default)s)")
     p.add_argument("--unlabeled", type=int, default=16, help="extra unlabeled phantoms for pre-training "
                                                              "(default: %(default)s)")
+    p.add_argument("--modality", choices=("ct", "mr"), default="ct",
+                   help="phantoms scanned by CT (HU) or by MR (T2-weighted, arbitrary units, bias field, Rician "
+                        "noise; z-scored by nnU-Net), in datasets of their own (default: %(default)s)")
     p.add_argument("--folds", type=int, default=3, help="cross-validation folds (default: %(default)s)")
     p.add_argument("--long", action="store_true", help="4x longer pre-training and probes (the *_DemoLong trainers)")
     p.add_argument("--table1", action="store_true",
@@ -55,4 +58,4 @@ def main(argv: list[str] | None = None) -> int:
                                  folds=args.folds, trainer_variant=variant, device=args.device, seed=args.seed,
                                  num_processes=args.num_processes, table1=args.table1,
                                  labeled_cases=tuple(args.labeled_cases), repeats=args.repeats,
-                                 pretrain_seeds=tuple(dict.fromkeys(args.pretrain_seeds))))
+                                 pretrain_seeds=tuple(dict.fromkeys(args.pretrain_seeds)), modality=args.modality))
