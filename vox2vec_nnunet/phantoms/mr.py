@@ -3,7 +3,7 @@
 A seed is one subject whatever the scanner: :class:`vox2vec_nnunet.phantoms.anatomy.Subject`
 paints its tissue classes (:class:`~vox2vec_nnunet.phantoms.anatomy.Tissue`) and labels once;
 where CT gives the classes Hounsfield units, MR gives them a relative signal from a contrast
-table (:data:`CONTRASTS`, docs/method.md, "The phantoms") and adds what an MR scanner adds and
+table (:data:`CONTRASTS`, docs/phantoms.md) and adds what an MR scanner adds and
 CT does not, each drawn per scan (:meth:`MRConfig.scan`):
 
 * no physical unit: the signal times a global scale, log-uniform over ``MRConfig.scale``;
