@@ -11,8 +11,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from vox2vec_nnunet.commands.phantoms import main as phantoms_main
-from vox2vec_nnunet.phantoms import (PHANTOM_LABELS, MRConfig, MRPhantom, Tissue, case_seed, make_mr_phantom,
-                                     render_mr, render_phantom)
+from vox2vec_nnunet.phantoms import (PHANTOM_LABELS, ClinicalConfig, MRConfig, MRPhantom, Tissue, case_seed,
+                                     make_mr_phantom, render_mr, render_phantom)
+from vox2vec_nnunet.phantoms.anatomy import Subject
 
 SMALL = MRConfig(channels=("T1", "T2"), downsample=3)
 SEEDS = [case_seed(0, i) for i in range(4)]
@@ -142,3 +143,24 @@ def test_mr_options_are_checked(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit):
         phantoms_main(base + ["--modality", "mr", "--channels", "flair"])
     assert not any(tmp_path.iterdir())
+
+
+def test_tissue_classes_agree_with_labels_and_hu() -> None:
+    seed = case_seed(0, 5)
+    geometry = ClinicalConfig(downsample=6).case_geometry(seed)
+    subject = Subject(seed, geometry)
+    expected = {"liver": {Tissue.LIVER}, "spleen": {Tissue.SPLEEN}, "aorta": {Tissue.BLOOD},
+                "kidney_left": {Tissue.KIDNEY_CORTEX, Tissue.KIDNEY_MEDULLA},
+                "kidney_right": {Tissue.KIDNEY_CORTEX, Tissue.KIDNEY_MEDULLA}}
+    seen = set()
+    for _ in subject.slabs():
+        for label, tissues in expected.items():
+            found = set(np.unique(subject.tissues[subject.labels == PHANTOM_LABELS[label]]).tolist())
+            assert found <= tissues, label
+            seen |= found
+        outside = ~subject.body
+        assert set(np.unique(subject.tissues[outside]).tolist()) <= {Tissue.AIR, Tissue.TABLE}
+        assert np.all(subject.image[subject.tissues == Tissue.AIR] == -1000.0)
+        assert np.all(subject.image[subject.tissues == Tissue.FAT] < -50.0)
+        assert np.all(subject.image[subject.tissues == Tissue.CORTICAL_BONE] > 400.0)
+    assert seen == {Tissue.LIVER, Tissue.SPLEEN, Tissue.BLOOD, Tissue.KIDNEY_CORTEX, Tissue.KIDNEY_MEDULLA}

@@ -56,7 +56,8 @@ class ScanGeometry:
         every length of the anatomy is multiplied by it.
     extra_fat_mm: subcutaneous fat added all around the body wall (large adults).
     table: the patient table, or None.
-    psf_fwhm_mm, noise_std, texture_std: as in :class:`vox2vec_nnunet.phantoms.ct.PhantomConfig`.
+    psf_fwhm_mm, noise_std, texture_std: as in :class:`vox2vec_nnunet.phantoms.ct.PhantomConfig`
+        (noise_std and texture_std in HU: CT only, 0 in MR grids).
     outline_margin: in-plane voxels (y before, y after, x before, x after) beyond the grid on
         which the body outline is drawn too: where the body crosses the field of view, the fat
         and muscle layers are then measured from the real skin, not from the image border.
