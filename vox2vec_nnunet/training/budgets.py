@@ -78,12 +78,12 @@ NNUNET = Budget("", num_epochs=1000, num_iterations_per_epoch=250, learning_rate
 """nnU-Net's own U-Nets at nnU-Net's own budget: 250,000 iterations of SGD 1e-2 (nnUNetTrainer's)."""
 
 _DEMO_LEARNING_RATES = {
-    # Adam, FPN setups: end-to-end training from random initialisation at the paper's 3e-4 (at
-    # 3e-3 it collapsed on some folds); frozen-backbone probes and fine-tuning's head at 3e-3 (at
-    # 3e-4 the probes starve in 500 iterations); fine-tuning's backbone keeps the paper's
-    # 3e-5 -> 3e-4 whatever the head's rate (Vox2VecTrainer_FineTune). Measured at fixed rates,
-    # docs/results.md "Learning rates of the short budgets"; re-measure with
-    # vox2vec_nnunet_benchmark --select_lr.
+    # Adam, FPN setups: the majority of the per-fold choices of vox2vec_nnunet_benchmark
+    # --select_lr (grid 3e-4, 3e-3) on the demo phantoms: from scratch 3e-4 (3 of 3 folds),
+    # fine-tuning's head and the non-linear probe 3e-3 (2 of 3); the linear probes and the
+    # random-FPN baselines, heads on a frozen backbone too, 3e-3. Fine-tuning's backbone keeps the
+    # paper's 3e-5 -> 3e-4 whatever the head's rate (Vox2VecTrainer_FineTune). docs/results.md,
+    # "Learning rates of the short budgets, chosen by the selection rule", has the run and its command.
     "scratch": 3e-4, "linear_probe": 3e-3, "nonlinear_probe": 3e-3, "finetune": 3e-3,
     "linear_probe_random": 3e-3, "nonlinear_probe_random": 3e-3,
     "linear_probe_random_bn": 3e-3, "nonlinear_probe_random_bn": 3e-3,
