@@ -24,6 +24,7 @@ from vox2vec_nnunet.benchmark.splits import (LABEL_EFFICIENCY_FILE, SPLITS_FILE,
                                              ensure_label_efficiency_splits, ensure_regular_splits,
                                              read_splits, training_identifiers)
 from vox2vec_nnunet.commands.benchmark import main
+from vox2vec_nnunet.errors import Vox2VecError
 
 DATASET = "Dataset042_Fake"
 PLANS, CONFIG = "Vox2VecPlans", "3d_vox2vec"
@@ -891,5 +892,5 @@ def test_run_benchmark_takes_a_request_and_returns_a_report(results_tree: Path, 
     (results_tree.parent / "nnUNet_preprocessed" / DATASET / "dataset.json").write_text(json.dumps({"labels": LABELS}))
     empty = run_benchmark(BenchmarkRequest(DATASET, setups=("finetune",), folds=3, output=out), out=io.StringIO())
     assert empty.exit_code == 1 and "no finished fold of any setup was found" in empty.errors()
-    with pytest.raises(SystemExit, match="--fold_ids \\[3\\] outside 0..2"):
+    with pytest.raises(Vox2VecError, match="--fold_ids \\[3\\] outside 0..2"):
         run_benchmark(BenchmarkRequest(DATASET, folds=3, fold_ids=(3,)))

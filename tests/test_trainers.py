@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ from vox2vec_nnunet.training.budgets import (DEMO, LEARNING_RATE_VARIABLE, NNUNE
 from vox2vec_nnunet.training.segmentation import (Vox2VecTrainer, Vox2VecTrainer_FineTune,
                                                   Vox2VecTrainer_LinearProbe, Vox2VecTrainer_NonLinearProbe,
                                                   finetune_backbone_lr, finetune_schedule)
-from vox2vec_nnunet.weights import check_backbone_fits, import_fpn_state, reference_kernels_to_nnunet_layout
+from vox2vec_nnunet.weights import (PUBLISHED_FPN_FILE, check_backbone_fits, import_fpn_state,
+                                    reference_kernels_to_nnunet_layout)
 from vox2vec_nnunet_plans.builder import SEGMENTATION_CONFIGURATION, build_plans, default_settings
 
 DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1, "spleen": 2},
@@ -169,7 +171,9 @@ def test_the_environment_sets_one_runs_learning_rate(make_trainer, monkeypatch, 
     assert trainer.learning_rate_source == LEARNING_RATE_VARIABLE
     for bad in ("fast", "0", "-1e-3", "inf", "nan"):
         monkeypatch.setenv(LEARNING_RATE_VARIABLE, bad)
-        with pytest.raises(Vox2VecError, match=f"{LEARNING_RATE_VARIABLE}='{bad}' is not a positive learning rate"):
+        # the constructor is called by nnUNetv2_train: the one line "error: ..." ends the command
+        with pytest.raises(SystemExit, match=f"^error: {LEARNING_RATE_VARIABLE}='{bad}' is not a positive learning "
+                                             f"rate"):
             make_trainer(cls)
 
 
@@ -177,7 +181,7 @@ def test_a_budget_without_the_setups_learning_rate_is_refused(make_trainer):
     class Vox2VecTrainer_NoRate(segmentation.Vox2VecTrainer):
         budget = Budget("NoRate", 1, 1, {"linear_probe": 1e-3})
 
-    with pytest.raises(Vox2VecError, match="the NoRate budget gives no learning rate for 'scratch'"):
+    with pytest.raises(SystemExit, match="^error: the NoRate budget gives no learning rate for 'scratch'"):
         make_trainer(Vox2VecTrainer_NoRate)
 
 
@@ -241,6 +245,34 @@ def test_import_refuses_what_is_not_a_released_fpn(tmp_path, capsys):
     assert import_main([str(incomplete), "-o", str(tmp_path / "o.pth")]) == 2
     err = capsys.readouterr().err
     assert "1 missing keys ['bottom_block.layers.0.layers.2.weight']" in err and "1 unexpected keys" in err
+    assert not (tmp_path / "o.pth").exists()
+
+
+class NotWeights:
+    """An arbitrary class, pickled as a file that is no weights file."""
+
+    def __init__(self) -> None:
+        self.numbers = [1, 2, 3]
+
+
+def test_import_of_a_file_that_is_no_weights_file_says_what_it_expected(tmp_path, capsys):
+    """Whatever the file, one line that names it and the published checkpoint, never torch's
+    advice to load it with weights_only=False."""
+    files = {"arbitrary.pkl": pickle.dumps(NotWeights()), "arbitrary_protocol2.pkl": pickle.dumps(NotWeights(), 2),
+             "notes.txt": b"a text file, not weights\n"}
+    whole = tmp_path / "whole.pth"
+    torch.save(published_state_dict(), whole)
+    files["truncated.pth"] = whole.read_bytes()[:50_000]
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    torch.save(torch.zeros(3), tmp_path / "tensor.pth")
+    torch.save({"model": {"conv.weight": torch.zeros(1)}, "epoch": 3}, tmp_path / "nested.pth")
+    for name in [*files, "tensor.pth", "nested.pth"]:
+        assert import_main([str(tmp_path / name), "-o", str(tmp_path / "o.pth")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {tmp_path / name}: ") and len(err.strip().splitlines()) == 1, err
+        assert err.strip().endswith(f"Expected {PUBLISHED_FPN_FILE}."), err
+        assert "weights_only=False" not in err and "weights_only` set to `False" not in err, err
     assert not (tmp_path / "o.pth").exists()
 
 

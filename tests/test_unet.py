@@ -179,6 +179,6 @@ def test_pretraining_plans_keep_the_network_and_hu_and_the_trainer_matches_the_n
     assert demo.channel_augmentation() == trainer.channel_augmentation()  # the U-Net's changes kept
     assert (demo.num_epochs * demo.num_iterations_per_epoch, demo.num_volumes, demo.num_positions,
             demo.snapshot_every) == (300, 4, 256, 2)  # the FPN's demo budget
-    with pytest.raises(Vox2VecError, match="--plans PLANS --configuration 3d_fullres"):
+    with pytest.raises(SystemExit, match="^error: .*--plans PLANS --configuration 3d_fullres"):
         Vox2VecPretrainTrainer_UNet(dict(labeled, continue_training=False), "3d_fullres", "all", dataset_json,
                                     torch.device("cpu"))

@@ -39,7 +39,8 @@ from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.network.fpn import FPN3d, voxel_representations
 from vox2vec_nnunet.pretraining.body_mask import body_mask
 from vox2vec_nnunet.pretraining.prepare import reader_for
-from vox2vec_nnunet.weights import BACKBONE_PREFIX, import_fpn_state, load_weights_file, network_weights
+from vox2vec_nnunet.weights import (BACKBONE_PREFIX, PUBLISHED_FPN_FILE, import_fpn_state, load_weights_file,
+                                    network_weights)
 from vox2vec_nnunet_plans.builder import (SEGMENTATION_CONFIGURATION, build_plans, default_settings, load_template,
                                           slice_axis_first)
 
@@ -216,10 +217,10 @@ def load_fpn(path: Path) -> FPN3d:
     authors' plain FPN state dict (``first_conv.weight``, ...). Loaded with
     ``weights_only=True``.
     """
-    state = network_weights(load_weights_file(path), path)
+    state = network_weights(load_weights_file(path, PUBLISHED_FPN_FILE), path, PUBLISHED_FPN_FILE)
     if not any(k.startswith(BACKBONE_PREFIX) for k in state) and "first_conv.weight" not in state:
         raise Vox2VecError(f"{path}: holds no vox2vec FPN backbone (no '{BACKBONE_PREFIX}*' entries and no "
-                           f"'first_conv.weight'; first keys: {sorted(state)[:5]})")
+                           f"'first_conv.weight'; first keys: {sorted(state)[:5]}). Expected {PUBLISHED_FPN_FILE}.")
     _, fpn = import_fpn_state(state, Path(path))
     return fpn.eval()
 

@@ -1,24 +1,31 @@
-"""The one error type commands turn into a clear message (never a traceback from deep inside)."""
+"""The one error type for problems the user can fix, and where it becomes a one-line message.
+
+Library code raises :class:`Vox2VecError`, an ordinary ``Exception``: a program that uses the
+package catches it like any other error. Where a command ends, it becomes the one line
+``error: <message>`` instead of a traceback from deep inside:
+
+* our console scripts' ``main`` functions are decorated with :func:`command` (the line on
+  stderr, exit code 2);
+* inside nnU-Net's own commands (``nnUNetv2_train`` runs our trainers, ``nnUNetv2_predict``
+  builds their networks) the trainers' entry points are wrapped with :func:`exits_on_error`
+  (``SystemExit("error: <message>")``: the line on stderr, exit code 1), see
+  :class:`vox2vec_nnunet.training.common.ExitsOnVox2VecError`.
+"""
 from __future__ import annotations
 
 import functools
 import sys
-from typing import Callable
+from typing import Callable, TypeVar
+
+F = TypeVar("F", bound=Callable)
 
 
-class Vox2VecError(SystemExit):
-    """A problem the user can fix; the message names the thing and the fix.
-
-    It is a ``SystemExit``, so that raised inside nnU-Net's own commands (``nnUNetv2_train``
-    runs our trainers) it ends the program with the message alone instead of a traceback.
-    """
+class Vox2VecError(Exception):
+    """A problem the user can fix; the message names the thing and the fix."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(f"error: {message}")
+        super().__init__(message)
         self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def command(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
@@ -36,3 +43,23 @@ def command(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | No
             return 130
 
     return wrapper
+
+
+def exits_on_error(function: F) -> F:
+    """``function`` with a :class:`Vox2VecError` turned into ``SystemExit("error: <message>")``.
+
+    For the methods another program's command calls (nnU-Net's): the command then ends with the
+    message alone on stderr and exit code 1, not with a traceback. Wrapping twice is wrapping once.
+    """
+    if getattr(function, "exits_on_error", False):
+        return function
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Vox2VecError as error:
+            raise SystemExit(f"error: {error.message}") from error
+
+    wrapper.exits_on_error = True
+    return wrapper  # type: ignore[return-value]

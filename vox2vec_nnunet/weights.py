@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Mapping
 
@@ -18,44 +19,74 @@ from vox2vec_nnunet.network.fpn import FPN3d
 BACKBONE_PREFIX = "backbone."
 
 
+PRETRAINED_WEIGHTS_FILE = ("a -pretrained_weights file: an nnU-Net checkpoint with 'network_weights' "
+                           "(checkpoint_final.pth or a snapshot of Vox2VecPretrainTrainer, or the output of "
+                           "vox2vec_nnunet_import_weights) or a plain state dict of tensors, written with torch.save")
+"""What the trainers' ``-pretrained_weights`` check expects (the end of its error messages)."""
+
+PUBLISHED_FPN_FILE = ("the published vox2vec checkpoint: a state dict of the FPN's parameters (tensors named like "
+                      "'first_conv.weight'), written with torch.save; or a checkpoint with such an FPN as its "
+                      "backbone (written by the trainers of this package or by vox2vec_nnunet_import_weights)")
+"""What ``vox2vec_nnunet_import_weights`` and ``vox2vec_nnunet_embed`` expect (docs/method.md,
+"Network": the released state dict's names)."""
+
+_UNSAFE_ADVICE = re.compile(r"weights_only\W*(set to\W*)?False", re.IGNORECASE)
+
+
 def _load_failure(error: Exception) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, in one sentence without a final period.
 
-    For a file whose pickle holds more than tensors and plain containers, torch's message
-    advises re-running with ``weights_only=False``: the wrong advice for an untrusted file
-    (it would run the code in the pickle), so only the refused global is named.
+    For a pickle that holds more than tensors and plain containers, torch's message advises
+    re-running with ``weights_only=False``: the wrong advice for an untrusted file (it would run
+    the code in the pickle), so only the refused global or instruction is named. Anything else
+    is a file ``torch.save`` did not write, or a damaged one; torch's first sentence says which.
     """
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
     refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-    if isinstance(error, pickle.UnpicklingError) and refused:
+    if refused:
         return (f"its pickle holds Python objects beyond tensors and plain containers (the global {refused.group(1)}), "
                 f"which loading would run as code; the file is refused")
+    unpickler = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", text, re.DOTALL)
+    if isinstance(error, pickle.UnpicklingError) or unpickler:
+        detail = " ".join(unpickler.group(1).split()).rstrip(" .") if unpickler else ""
+        return ("it is a pickle, but not of tensors in plain containers as torch.save writes them, and loading it "
+                "could run code; the file is refused" + _in_parentheses(detail))
     first_line = text.strip().splitlines()[0] if text.strip() else ""
-    return f"{type(error).__name__}: {first_line}".rstrip(" .")
+    first_sentence = re.split(r"(?<=\.) ", first_line)[0].rstrip(" .")
+    detail = f"{type(error).__name__}: {first_sentence}" if first_sentence else type(error).__name__
+    return "it is not a file torch.save wrote, or it is damaged" + _in_parentheses(detail)
 
 
-def load_weights_file(path: str | Path) -> dict:
-    """Load a weights file with ``weights_only=True`` on the CPU, or explain why not."""
+def _in_parentheses(detail: str) -> str:
+    """`` (detail)``, or nothing for no detail or one that advises ``weights_only=False``."""
+    return f" ({detail})" if detail and not _UNSAFE_ADVICE.search(detail) else ""
+
+
+def load_weights_file(path: str | Path, expected: str) -> dict:
+    """Load a weights file with ``weights_only=True`` on the CPU, or explain why not and what
+    file was ``expected`` (:data:`PRETRAINED_WEIGHTS_FILE`, :data:`PUBLISHED_FPN_FILE`)."""
     path = Path(path)
     if not path.is_file():
         raise Vox2VecError(f"{path}: no such file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe files
         raise Vox2VecError(f"{path}: cannot be loaded as a weights file with torch.load(weights_only=True): "
-                           f"{_load_failure(e)}. Only plain state dicts and nnU-Net checkpoints (tensors in plain "
-                           f"containers) are accepted.") from None
+                           f"{_load_failure(e)}. Expected {expected}.") from None
     if not isinstance(obj, dict):
-        raise Vox2VecError(f"{path}: holds a {type(obj).__name__}, not a state dict or an nnU-Net checkpoint")
+        raise Vox2VecError(f"{path}: holds a {type(obj).__name__}, not a state dict or a checkpoint. "
+                           f"Expected {expected}.")
     return obj
 
 
-def network_weights(checkpoint: Mapping, path: str | Path) -> dict[str, torch.Tensor]:
+def network_weights(checkpoint: Mapping, path: str | Path, expected: str) -> dict[str, torch.Tensor]:
     """The state dict of an nnU-Net checkpoint (``network_weights``) or of a plain state dict."""
     state = checkpoint.get("network_weights", checkpoint)
     if not isinstance(state, Mapping) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise Vox2VecError(f"{path}: neither an nnU-Net checkpoint with 'network_weights' nor a state dict of "
-                           f"tensors (top-level keys: {sorted(checkpoint)[:8]})")
+                           f"tensors (top-level keys: {sorted(map(str, checkpoint))[:8]}). Expected {expected}.")
     return dict(state)
 
 
@@ -88,7 +119,7 @@ def infer_fpn(state: Mapping[str, torch.Tensor], path: str | Path) -> FPN3d:
     """An FPN with the settings the state dict was saved from (from its first conv and depth)."""
     if "first_conv.weight" not in state:
         raise Vox2VecError(f"{path}: not a vox2vec FPN state dict (no 'first_conv.weight'; first keys: "
-                           f"{sorted(state)[:5]})")
+                           f"{sorted(state)[:5]}). Expected {PUBLISHED_FPN_FILE}.")
     base_channels, in_channels = state["first_conv.weight"].shape[:2]
     levels = 1 + len({k.split(".")[1] for k in state if k.startswith("left_blocks.")})
     return FPN3d(in_channels=in_channels, base_channels=base_channels, num_levels=levels)

@@ -23,8 +23,8 @@ import torch
 
 from vox2vec_nnunet.atomic import write_atomically
 from vox2vec_nnunet.errors import command
-from vox2vec_nnunet.weights import (BACKBONE_PREFIX, import_fpn_state, load_weights_file, network_weights,
-                                    reference_kernels_to_nnunet_layout)
+from vox2vec_nnunet.weights import (BACKBONE_PREFIX, PUBLISHED_FPN_FILE, import_fpn_state, load_weights_file,
+                                    network_weights, reference_kernels_to_nnunet_layout)
 
 
 @command
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="reference: convert the authors' RAS (x, y, z) kernels to nnU-Net's slice-first LPS (z, y, x) "
                         "layout; as_is: keep them (default: %(default)s)")
     args = p.parse_args(argv)
-    state = network_weights(load_weights_file(args.file), args.file)
+    state = network_weights(load_weights_file(args.file, PUBLISHED_FPN_FILE), args.file, PUBLISHED_FPN_FILE)
     released = not any(k.startswith(BACKBONE_PREFIX) for k in state)  # the authors' format: pre-trained on CT
     weights, fpn = import_fpn_state(state, args.file)
     if args.axes == "reference":

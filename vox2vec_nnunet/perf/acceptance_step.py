@@ -40,17 +40,15 @@ import platform
 import re
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from vox2vec_nnunet.loss import info_nce
 from vox2vec_nnunet.network.vox2vec import Vox2Vec
-from vox2vec_nnunet.perf.pretrain_step_benchmark import (GRAD_CLIP, LEARNING_RATE, TEMPERATURE, ReferenceStyleModel,
-                                                         _status_kib, dense_info_nce, make_batch,
+from vox2vec_nnunet.perf.pretrain_step_benchmark import (LEARNING_RATE, TEMPERATURE, ReferenceStyleModel, Step,
+                                                         _status_kib, dense_info_nce, make_batch, make_step,
                                                          pretraining_optimizer)
 from vox2vec_nnunet.pretraining.augmentation import IntensityAugmentation
 
@@ -68,9 +66,6 @@ DATASHEET_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
 )
 """Dense (no sparsity) bfloat16 tensor-core TFLOP/s from NVIDIA's data sheets, by a pattern of
 ``torch.cuda.get_device_name()``; the first match counts (H100 SXM and H100 80GB HBM3: 989)."""
-
-Step = Callable[[], float]
-
 
 def datasheet_bf16_tflops(device_name: str) -> float | None:
     for pattern, tflops in DATASHEET_BF16_TFLOPS:
@@ -106,28 +101,6 @@ def measured_bf16_matmul_tflops(device: torch.device, size: int, repeats: int) -
     return 2 * size ** 3 * repeats / (time.perf_counter() - begin) / 1e12
 
 
-def device_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable[[Tensor, Tensor], Tensor],
-                patches: Tensor, positions: Tensor, device: torch.device,
-                augmentation: IntensityAugmentation | None = None, seeds: Tensor | None = None,
-                non_blocking: bool = False) -> Step:
-    """One step from a host batch: copy to ``device``, augment there (when given), forward,
-    loss, backward, clipping, optimiser step; returns the loss."""
-    def step() -> float:
-        x = patches.to(device, non_blocking=non_blocking)
-        p = positions.to(device, non_blocking=non_blocking)
-        if augmentation is not None:
-            with torch.no_grad():
-                x = augmentation(x, seeds)
-        optimizer.zero_grad(set_to_none=True)
-        z1, z2 = model(x, p).chunk(2)
-        loss = loss_fn(z1, z2)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-        optimizer.step()
-        return loss.item()
-    return step
-
-
 def make_steps(args: argparse.Namespace, device: torch.device) -> dict[str, Step]:
     """Ours and the reference style, from the same weights and the same seeded batch."""
     torch.manual_seed(0)
@@ -140,13 +113,13 @@ def make_steps(args: argparse.Namespace, device: torch.device) -> dict[str, Step
     seeds = torch.randint(0, 2 ** 62, (2 * args.volumes,), generator=torch.Generator().manual_seed(1))
     pinned = device.type == "cuda"  # torch 2.14 pins memory only with an accelerator
     return {
-        "ours": device_step(ours, pretraining_optimizer(ours.parameters(), LEARNING_RATE),
-                            lambda z1, z2: info_nce(z1, z2, TEMPERATURE),
-                            hu_patches.pin_memory() if pinned else hu_patches,
-                            positions.pin_memory() if pinned else positions, device,
-                            IntensityAugmentation(), seeds, non_blocking=True),
-        "reference_style": device_step(reference, torch.optim.Adam(reference.parameters(), lr=LEARNING_RATE),
-                                       dense_info_nce, unit_patches, positions, device),
+        "ours": make_step(ours, pretraining_optimizer(ours.parameters(), LEARNING_RATE),
+                          lambda z1, z2: info_nce(z1, z2, TEMPERATURE),
+                          hu_patches.pin_memory() if pinned else hu_patches,
+                          positions.pin_memory() if pinned else positions, device,
+                          IntensityAugmentation(), seeds, non_blocking=True),
+        "reference_style": make_step(reference, torch.optim.Adam(reference.parameters(), lr=LEARNING_RATE),
+                                     dense_info_nce, unit_patches, positions, device),
     }
 
 

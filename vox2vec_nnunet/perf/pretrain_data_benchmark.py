@@ -40,6 +40,7 @@ import math
 import multiprocessing
 import pstats
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
@@ -47,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vox2vec_nnunet.errors import Vox2VecError, command
 from vox2vec_nnunet.nnunet_env import dataset_name, require_path_variable
 from vox2vec_nnunet_plans.builder import PRETRAINING_CONFIGURATION
 
@@ -164,7 +166,8 @@ def profile_worker(folder: Path, args: argparse.Namespace) -> None:
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.profile_rows)
 
 
-def main(argv: list[str] | None = None) -> None:
+@command
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("-d", "--dataset", help="pre-training dataset ID or name (in $nnUNet_preprocessed)")
@@ -190,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     folder = data_folder(args)
     if not folder.is_dir():
-        raise SystemExit(f"error: {folder} does not exist; prepare it with vox2vec_nnunet_prepare_pretraining")
+        raise Vox2VecError(f"{folder} does not exist; prepare it with vox2vec_nnunet_prepare_pretraining")
 
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
@@ -201,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
           f"CPUs here")
     if args.profile:
         profile_worker(folder, args)
-        return
+        return 0
 
     rates, delivered = {}, {}
     for workers in args.workers:
@@ -233,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
           f"the {goal:.1f} batches/s that 2x headroom at {args.node_step_seconds} s per iteration needs: "
           f"{'MET' if node_rate >= goal else 'NOT MET'} ({node_rate / goal:.2f}x of the goal; "
           f"{math.ceil(goal / one)} workers needed)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -117,11 +117,25 @@ Step = Callable[[], float]
 
 
 def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable[[Tensor, Tensor], Tensor],
-              patches: Tensor, positions: Tensor) -> Step:
-    """One training step as the trainer runs it; returns the loss."""
+              patches: Tensor, positions: Tensor, device: torch.device | None = None,
+              augmentation: Callable[[Tensor, Tensor], Tensor] | None = None, seeds: Tensor | None = None,
+              non_blocking: bool = False) -> Step:
+    """One training step as the trainer runs it; returns the loss.
+
+    With ``device`` the batch is held in the host's memory, as the data workers deliver it, and
+    every step copies it there (``non_blocking`` from pinned memory) and, given an
+    ``augmentation``, augments it there with the per-patch ``seeds`` (as the trainer does on
+    CUDA); without, the batch is used where it is.
+    """
     def step() -> float:
+        x, p = patches, positions
+        if device is not None:
+            x, p = x.to(device, non_blocking=non_blocking), p.to(device, non_blocking=non_blocking)
+        if augmentation is not None:
+            with torch.no_grad():
+                x = augmentation(x, seeds)
         optimizer.zero_grad(set_to_none=True)
-        z1, z2 = model(patches, positions).chunk(2)
+        z1, z2 = model(x, p).chunk(2)
         loss = loss_fn(z1, z2)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)

@@ -1,6 +1,7 @@
 """Helpers the vox2vec trainers share."""
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -11,12 +12,41 @@ from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel
 
 from vox2vec_nnunet.atomic import write_atomically
-from vox2vec_nnunet.errors import Vox2VecError
+from vox2vec_nnunet.errors import Vox2VecError, exits_on_error
 
 RUN_RECORD = "vox2vec_run.json"
 """``fold_X/vox2vec_run.json``: what a segmentation run trained, from what, how long and at which
 learning rate; written by every segmentation trainer when its training starts, read by the
 benchmark."""
+
+
+NNUNET_ENTRY_POINTS = ("__init__", "initialize", "load_checkpoint", "run_training", "perform_actual_validation",
+                       "build_network_architecture")
+"""The trainer methods nnU-Net's commands call: ``nnUNetv2_train`` constructs the trainer, calls
+``initialize`` before loading ``-pretrained_weights``, ``load_checkpoint`` for ``--c`` and
+``--val``, then ``run_training`` (every other hook runs inside it) and
+``perform_actual_validation``; ``nnUNetv2_predict`` calls ``build_network_architecture``."""
+
+
+class ExitsOnVox2VecError:
+    """Trainer mixin: a :class:`~vox2vec_nnunet.errors.Vox2VecError` raised inside nnU-Net's commands
+    ends them with ``error: <message>`` alone (``SystemExit``, exit code 1), not with a traceback.
+
+    Every subclass gets each of :data:`NNUNET_ENTRY_POINTS` it defines or inherits (from a mixin
+    or from nnU-Net's trainer) wrapped with :func:`~vox2vec_nnunet.errors.exits_on_error`, so a
+    variant that overrides one needs nothing more. Methods nnU-Net does not call directly
+    (``_check_pretrained_weights``, ``get_dataloaders``, ...) keep raising ``Vox2VecError``.
+    """
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in NNUNET_ENTRY_POINTS:  # only what is not wrapped yet: a variant's namespace stays its own
+            method = inspect.getattr_static(cls, name)
+            if isinstance(method, (classmethod, staticmethod)):  # nnU-Net's build_network_architecture is static
+                if not getattr(method.__func__, "exits_on_error", False):
+                    setattr(cls, name, type(method)(exits_on_error(method.__func__)))
+            elif not getattr(method, "exits_on_error", False):
+                setattr(cls, name, exits_on_error(method))
 
 
 def unwrap(network: nn.Module) -> nn.Module:

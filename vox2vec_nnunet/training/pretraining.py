@@ -95,7 +95,7 @@ from vox2vec_nnunet.pretraining.augmentation import (ChannelAugmentation, Intens
                                                      NormalizedIntensityAugmentation)
 from vox2vec_nnunet.pretraining.dataloader import MAX_SEED, Vox2VecPairDataLoader, pad_values
 from vox2vec_nnunet.training.budgets import PRETRAINING, PRETRAINING_PAPER, Budget, BudgetedTrainer
-from vox2vec_nnunet.training.common import unwrap
+from vox2vec_nnunet.training.common import ExitsOnVox2VecError, unwrap
 
 matplotlib.use("agg")
 
@@ -158,7 +158,7 @@ class AugmentInWorkers:
         return batch
 
 
-class Vox2VecPretrainTrainer(BudgetedTrainer, nnUNetTrainer):
+class Vox2VecPretrainTrainer(ExitsOnVox2VecError, BudgetedTrainer, nnUNetTrainer):
     """vox2vec pre-training (paper Sect. 3, 4.1); see the module docstring."""
 
     budget: ClassVar[Budget] = PRETRAINING_PAPER

@@ -34,15 +34,17 @@ from vox2vec_nnunet.input_channels import prepare_pretrained_weights
 from vox2vec_nnunet.nnunet_env import resolve_device
 from vox2vec_nnunet.atomic import write_atomically
 from vox2vec_nnunet.training.budgets import PAPER, Budget, BudgetedTrainer
-from vox2vec_nnunet.training.common import (RUN_RECORD, check_resumed_learning_rate, count_parameters,
-                                            pretrained_weights_argument, state_checksum, unwrap, write_run_record)
-from vox2vec_nnunet.weights import backbone_weights, check_backbone_fits, load_weights_file, network_weights
+from vox2vec_nnunet.training.common import (RUN_RECORD, ExitsOnVox2VecError, check_resumed_learning_rate,
+                                            count_parameters, pretrained_weights_argument, state_checksum, unwrap,
+                                            write_run_record)
+from vox2vec_nnunet.weights import (PRETRAINED_WEIGHTS_FILE, backbone_weights, check_backbone_fits, load_weights_file,
+                                    network_weights)
 from vox2vec_nnunet_plans.architecture import NETWORK_CLASS_NAME
 
 BackboneSource = Literal["pretrained", "random_init"]
 
 
-class Vox2VecTrainer(BudgetedTrainer, nnUNetTrainer):
+class Vox2VecTrainer(ExitsOnVox2VecError, BudgetedTrainer, nnUNetTrainer):
     """From scratch: FPN + non-linear head trained end to end (paper Sect. 4.2, "from scratch").
 
     Given ``-pretrained_weights`` it trains a pre-trained backbone end to end from the first
@@ -106,9 +108,10 @@ class Vox2VecTrainer(BudgetedTrainer, nnUNetTrainer):
             raise Vox2VecError(f"{type(self).__name__} is a random-initialisation baseline and takes no "
                                f"-pretrained_weights; drop the option or use the probe trainer without "
                                f"'_RandomInit' in its name.")
-        checkpoint = load_weights_file(weights_file)
+        checkpoint = load_weights_file(weights_file, PRETRAINED_WEIGHTS_FILE)
         state, line = prepare_pretrained_weights(unwrap(self.network), checkpoint,
-                                                 network_weights(checkpoint, weights_file), weights_file,
+                                                 network_weights(checkpoint, weights_file, PRETRAINED_WEIGHTS_FILE),
+                                                 weights_file,
                                                  channel_names(self.dataset_json, "dataset.json"))
         check_backbone_fits(self.backbone.state_dict(), backbone_weights(state), weights_file)
         self.print_to_log_file(line)

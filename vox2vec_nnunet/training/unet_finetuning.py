@@ -39,9 +39,10 @@ from vox2vec_nnunet.channels import channel_names
 from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.input_channels import prepare_pretrained_weights
 from vox2vec_nnunet.training.budgets import NNUNET, Budget, BudgetedTrainer
-from vox2vec_nnunet.training.common import (RUN_RECORD, check_resumed_learning_rate, count_parameters,
-                                            pretrained_weights_argument, state_checksum, unwrap, write_run_record)
-from vox2vec_nnunet.weights import load_weights_file, network_weights
+from vox2vec_nnunet.training.common import (RUN_RECORD, ExitsOnVox2VecError, check_resumed_learning_rate,
+                                            count_parameters, pretrained_weights_argument, state_checksum, unwrap,
+                                            write_run_record)
+from vox2vec_nnunet.weights import PRETRAINED_WEIGHTS_FILE, load_weights_file, network_weights
 
 WARMUP_FRACTION = 0.05
 """Fraction of the epochs of each warm-up stage (Wald et al.: 50 of 1,000)."""
@@ -85,7 +86,7 @@ class FineTuneLRScheduler(_LRScheduler):
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
-class _Vox2VecUNetTrainer(BudgetedTrainer, nnUNetTrainer):
+class _Vox2VecUNetTrainer(ExitsOnVox2VecError, BudgetedTrainer, nnUNetTrainer):
     """nnUNetTrainer at a :class:`~vox2vec_nnunet.training.budgets.Budget` (nnU-Net's own by
     default), writing ``fold_X/vox2vec_run.json`` as the vox2vec trainers do, for the benchmark.
 
@@ -101,9 +102,10 @@ class _Vox2VecUNetTrainer(BudgetedTrainer, nnUNetTrainer):
         self._initial_encoder_checksum = state_checksum(unwrap(self.network).encoder)
         weights_file = pretrained_weights_argument()
         if weights_file is not None:  # checked, and the stem adapted to the channels, before nnU-Net loads it
-            checkpoint = load_weights_file(weights_file)
+            checkpoint = load_weights_file(weights_file, PRETRAINED_WEIGHTS_FILE)
             _, line = prepare_pretrained_weights(unwrap(self.network), checkpoint,
-                                                 network_weights(checkpoint, weights_file), weights_file,
+                                                 network_weights(checkpoint, weights_file, PRETRAINED_WEIGHTS_FILE),
+                                                 weights_file,
                                                  channel_names(self.dataset_json, "dataset.json"))
             self.print_to_log_file(line)
 
