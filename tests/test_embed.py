@@ -21,6 +21,9 @@ from vox2vec_nnunet.network.fpn import FPN3d, dense_representations, voxel_repre
 from vox2vec_nnunet.network.segmentation import Vox2VecSegmentationNetwork
 from vox2vec_nnunet.phantoms import PhantomConfig, make_phantom
 
+from mr_volumes import SPACING as SPACING_MR_VOLUMES
+from mr_volumes import mr_volume
+
 PHANTOM = PhantomConfig(spacing=(10.0, 5.0, 5.0))  # (z, y, x) mm: a coarse, fast phantom
 SPACING = (10.0, 5.0, 5.0)  # preprocessing spacing, slice axis first
 QUERY = (9, 30, 20)  # a body voxel of the preprocessed phantom (array order)
@@ -123,7 +126,7 @@ def test_saved_features_are_the_dense_representation_of_the_preprocessed_image(e
     state = torch.load(weights, weights_only=True)["network_weights"]
     fpn.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
     with torch.no_grad():
-        dense = dense_representations(fpn.eval()(torch.from_numpy(image)[None, None]))[0].numpy()
+        dense = dense_representations(fpn.eval()(torch.from_numpy(image)[None]))[0].numpy()
     np.testing.assert_allclose(representation, dense, rtol=1e-5, atol=1e-5)
 
 
@@ -217,6 +220,129 @@ def test_clear_errors_for_bad_inputs(phantom_file, weights, tmp_path, capsys):
     assert not (tmp_path / "out").exists()  # nothing written by a failed run
 
 
+# ----------------------------------------------------------------------------- MR and several channels
+
+MR_CHANNELS = {"0": "T2", "1": "T1"}
+MR_SPACING = (4.0, 3.0, 3.0)
+MR_QUERY = (5, 10, 12)  # a body voxel of the preprocessed MR (array order)
+
+
+def fpn_weights(path: Path, in_channels: int, channel_names: dict[str, str] | None) -> Path:
+    """A small random FPN saved like a pre-training checkpoint, with or without its channel record."""
+    torch.manual_seed(0)
+    state = {f"backbone.{k}": v for k, v in FPN3d(in_channels, base_channels=4, num_levels=3).state_dict().items()}
+    checkpoint = {"network_weights": state, "current_epoch": 1}
+    if channel_names is not None:
+        checkpoint["vox2vec"] = {"channel_names": channel_names}
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mr_files(tmp_path_factory) -> tuple[Path, Path]:
+    """A two-channel MR (T2, T1) as nnU-Net stores it, one file per channel."""
+    folder = tmp_path_factory.mktemp("mr")
+    spacing_ijk = SPACING_MR_VOLUMES[::-1]
+    t2, _, _ = mr_volume((10, 40, 48), seed=3, contrast="T2", scale=350.0)
+    t1, _, _ = mr_volume((10, 40, 48), seed=3, contrast="T1", scale=1200.0)
+    return (write_image(folder / "case_0000.nii.gz", t2, spacing_ijk),
+            write_image(folder / "case_0001.nii.gz", t1, spacing_ijk))
+
+
+@pytest.fixture(scope="module")
+def mr_run(mr_files, tmp_path_factory):
+    """A 2-channel FPN that records its channels, on the MR, with a query voxel, a copy as target and features."""
+    weights = fpn_weights(tmp_path_factory.mktemp("mr_weights") / "checkpoint_final.pth", 2, MR_CHANNELS)
+    folder = tmp_path_factory.mktemp("mr_copy")
+    copies = [shutil.copy(f, folder / f"copy_{i:04d}.nii.gz") for i, f in enumerate(mr_files)]
+    out = tmp_path_factory.mktemp("mr_out")
+    argv = ["-i", *mr_files, "-w", weights, "-o", out, "--spacing", *MR_SPACING, "--voxel", *MR_QUERY,
+            "--target", *copies, "--save_features", "-device", "cpu"]
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main([str(a) for a in argv])
+    return code, out, stdout.getvalue(), json.loads((out / SUMMARY_FILE).read_text()), weights
+
+
+def test_a_two_channel_mr_is_embedded_with_each_channel_z_scored(mr_run, mr_files):
+    code, out, stdout, summary, weights = mr_run
+    assert code == 0
+    assert summary["image"] == [str(f) for f in mr_files]
+    assert summary["channels"] == {"channel_names": ["T2", "T1"], "normalization_schemes": ["ZScoreNormalization"] * 2,
+                                   "use_mask_for_norm": [False, False], "named_by": "recorded in the weights file"}
+    assert "0 'T2' -> ZScoreNormalization, 1 'T1' -> ZScoreNormalization" in stdout
+    shape = compute_new_shape((10, 40, 48), SPACING_MR_VOLUMES, MR_SPACING)
+    assert summary["preprocessed_shape"][0] == shape[0]  # nnU-Net's crop to the nonzero region takes the padding
+    with np.load(out / "case_0000_features.npz") as saved:
+        image, representation = saved["image"], saved["representation"]
+        assert list(saved["channel_names"]) == ["T2", "T1"]
+    assert image.shape == (2, *summary["preprocessed_shape"]) and representation.shape[1:] == image.shape[1:]
+    flat = image.reshape(2, -1)
+    assert np.abs(flat.mean(1)).max() < 0.05 and np.abs(flat.std(1) - 1).max() < 0.1  # z-scored, not 0..1200
+    fpn = FPN3d(2, 4, 3)
+    state = torch.load(weights, weights_only=True)["network_weights"]
+    fpn.load_state_dict({k[len("backbone."):]: v for k, v in state.items()})
+    with torch.no_grad():
+        dense = dense_representations(fpn.eval()(torch.from_numpy(image)[None]))[0].numpy()
+    np.testing.assert_allclose(representation, dense, rtol=1e-5, atol=1e-5)
+    assert summary["target"]["best_match"] == list(MR_QUERY)
+    assert summary["target"]["similarity"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_grey_panels_show_the_first_channel_between_its_percentiles(mr_run):
+    _, out, _, summary, _ = mr_run
+    low, high = summary["display_window"]
+    assert -3 < low < 0 < high < 5  # z-scored units, not the CT window (-160, 240)
+    with np.load(out / "case_0000_features.npz") as saved:
+        first = saved["image"][0]
+    axial = np.asarray(Image.open(out / "case_0000_axial.png"))
+    panel = axial[:, : (axial.shape[1] - PANEL_GAP) // 2]
+    grey, drawn = panel[..., 0], panel[..., 0] != panel[..., 2]  # the orientation letters are yellow
+    # the middle axial slice of the first channel under the window (the file's axes are LPS: no flip)
+    expected = np.floor(np.clip((first[first.shape[0] // 2] - low) / (high - low), 0, 1) * 255 + 0.5)
+    assert grey.shape == expected.shape  # in-plane voxels at the finest spacing: 1 px each
+    assert drawn.mean() < 0.3 and np.abs(grey.astype(float) - expected)[~drawn].max() <= 1
+    assert (grey == 0).mean() < 0.5 and (grey == 255).mean() < 0.5  # neither black nor saturated
+
+
+def test_channel_names_from_the_option_and_clear_errors_for_mismatched_channels(mr_files, phantom_file, weights,
+                                                                                tmp_path, capsys):
+    unnamed = fpn_weights(tmp_path / "unnamed.pth", 2, None)
+    base = ["-o", tmp_path / "out", "--spacing", *MR_SPACING, "-device", "cpu"]
+
+    code, _, err = run(["-i", *mr_files, "-w", unnamed, *base], capsys)
+    assert code == 2 and "records no channel names" in err and "--channel_names" in err and "unnamed.pth" in err
+
+    code, _, err = run(["-i", *mr_files, "-w", unnamed, "--channel_names", "T2", *base], capsys)
+    assert code == 2 and "1 name(s)" in err and "takes 2 input channel(s)" in err
+
+    code, _, err = run(["-i", mr_files[0], "-w", unnamed, "--channel_names", "T2", "T1", *base], capsys)
+    assert code == 2 and str(mr_files[0]) in err and "1 channel(s)" in err
+    assert "takes 2 input channel(s) (['T2', 'T1'])" in err and "pass 2 file(s)" in err and "<T2> <T1>" in err
+
+    code, _, err = run(["-i", *mr_files, "-w", weights, *base], capsys)  # a CT FPN, two files
+    assert code == 2 and "2 channel(s)" in err and "takes 1 input channel(s) (['CT'])" in err
+
+    other = write_image(tmp_path / "case_0001.nii.gz", np.ones((10, 40, 44), np.float32), SPACING_MR_VOLUMES[::-1])
+    code, _, err = run(["-i", mr_files[0], other, "-w", unnamed, "--channel_names", "T2", "T1", *base], capsys)
+    assert code == 2 and "channels of different shapes" in err
+    assert f"{mr_files[0]}: shape [10, 40, 48]" in err and f"{other}: shape [10, 40, 44]" in err
+    assert not (tmp_path / "out").exists()
+
+    code, out, err = run(["-i", *mr_files, "-w", unnamed, "--channel_names", "T2", "T1", *base], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())
+    assert summary["channels"]["named_by"] == "--channel_names"
+    assert summary["channels"]["normalization_schemes"] == ["ZScoreNormalization"] * 2
+
+
+def test_a_single_channel_fpn_without_a_record_embeds_ct(embedded_run):
+    _, _, stdout, summary = embedded_run
+    assert summary["channels"] == {"channel_names": ["CT"], "normalization_schemes": ["CTNormalization"],
+                                   "use_mask_for_norm": [False], "named_by": "default: a single-channel FPN embeds CT"}
+    assert summary["display_window"] == [-160.0, 240.0]
+
+
 # ----------------------------------------------------------------------------- the computations
 
 
@@ -229,7 +355,8 @@ def test_weights_of_every_kind_give_the_same_fpn(tmp_path):
              "released plain FPN": plain}
     for name, content in files.items():
         torch.save(content, tmp_path / "weights.pth")
-        fpn = load_fpn(tmp_path / "weights.pth")
+        fpn, channels = load_fpn(tmp_path / "weights.pth")
+        assert channels is None, name
         assert (fpn.base_channels, fpn.num_levels, fpn.training) == (4, 3, False), name
         assert all(torch.equal(fpn.state_dict()[k], v) for k, v in plain.items()), name
 

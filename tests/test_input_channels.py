@@ -68,29 +68,33 @@ def test_nnunets_loader_takes_a_one_channel_fpn_into_a_two_channel_network(tmp_p
             torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5)
 
 
-def test_nnunets_loader_takes_a_two_channel_unet_into_a_one_channel_one(tmp_path):
-    """nnU-Net's ResEnc U-Net (its stem under several names): C -> 1 by the sum, so the 1-channel
-    network on an image is the pre-trained network on the image repeated."""
+@pytest.mark.parametrize("found, channels", [(2, 1), (1, 2)])
+def test_nnunets_loader_takes_a_unet_between_one_and_two_channels(found, channels, tmp_path):
+    """nnU-Net's ResEnc U-Net (its stem under several names): C -> 1 by the sum, 1 -> C by the
+    kernel / C, so the network on an image repeated in each of its channels is the pre-trained
+    network on that image repeated in each of the pre-trained channels."""
     def unet(channels: int) -> torch.nn.Module:
         return get_network_from_plans(TINY_RESENC["network_class_name"], TINY_RESENC["arch_kwargs"],
                                       TINY_RESENC["_kw_requires_import"], channels, 2, allow_init=True,
                                       deep_supervision=False)
 
     torch.manual_seed(0)
-    pretrained = unet(2).eval()
+    pretrained = unet(found).eval()
     checkpoint = {"network_weights": pretrained.state_dict()}  # an older checkpoint: no channel record
     path = tmp_path / "mr.pth"
     torch.save(checkpoint, path)
-    network = unet(1)
-    _, line = prepare_pretrained_weights(network, checkpoint, checkpoint["network_weights"], path, {"0": "T2"})
-    assert "unknown channels (the checkpoint records none)" in line and "from 2 to 1" in line
+    network = unet(channels)
+    _, line = prepare_pretrained_weights(network, checkpoint, checkpoint["network_weights"], path,
+                                         {str(c): f"T{c + 1}" for c in range(channels)})
+    assert "unknown channels (the checkpoint records none)" in line and f"from {found} to {channels}" in line
     assert "NOTE" not in line
     load_pretrained_weights(network, str(path))
     network.decoder.seg_layers.load_state_dict(pretrained.decoder.seg_layers.state_dict())  # nnU-Net skips them
     network.eval()
     x = torch.randn(1, 1, 12, 20, 24)
     with torch.no_grad():
-        torch.testing.assert_close(network(x), pretrained(x.expand(-1, 2, -1, -1, -1)), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(network(x.expand(-1, channels, -1, -1, -1)),
+                                   pretrained(x.expand(-1, found, -1, -1, -1)), rtol=1e-4, atol=1e-5)
 
 
 def test_channel_counts_that_cannot_be_adapted_are_refused_with_the_rule(tmp_path):

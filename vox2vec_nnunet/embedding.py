@@ -10,14 +10,20 @@ over levels, each computed at the level's own resolution and read out at full re
 by nearest-neighbour upsampling (:func:`levelwise_sum`). Memory is O(voxels), never
 O(1008 x voxels).
 
-Array convention. Images are read with nnU-Net's reader and preprocessed with nnU-Net's
-``DefaultPreprocessor`` under the ``3d_vox2vec`` configuration (resampled to the given
-spacing, HU window (-1350, 1000) -> [0, 1], slice axis first), exactly as nnU-Net feeds the
-network during training and inference; the network runs on that array ("array order",
-indices ``(a0, a1, a2)``). Display uses the *patient frame*: the same voxels viewed with
-axes (inferior -> superior, anterior -> posterior, right -> left), i.e. LPS, obtained by
-axis permutation and flips read from the image's direction (:class:`DisplayFrame`), so
-every picture is oriented the same way whatever the file's direction:
+Array convention. Images (one file per channel, nnU-Net's convention) are read with nnU-Net's
+reader and preprocessed with nnU-Net's ``DefaultPreprocessor`` under the ``3d_vox2vec``
+configuration (resampled to the given spacing, slice axis first; each channel normalised as
+nnU-Net normalises a channel of its name, :mod:`vox2vec_nnunet.channels`: a CT channel by the
+HU window (-1350, 1000) -> [0, 1], any other channel z-scored, inside the nonzero mask by
+nnU-Net's 3/4 rule applied to the scan, as the FPN's pre-training data), exactly as nnU-Net
+feeds the network during training and inference; the network runs on that array ("array
+order", indices ``(a0, a1, a2)``). The grey panels show the first channel: in HU under a
+display window for CT, else between percentiles of the channel in the body.
+
+Display uses the *patient frame*: the same voxels viewed with axes (inferior -> superior,
+anterior -> posterior, right -> left), i.e. LPS, obtained by axis permutation and flips read
+from the image's direction (:class:`DisplayFrame`), so every picture is oriented the same way
+whatever the file's direction:
 
 * axial: radiological display, anterior at the top, patient right on the image's left;
 * coronal: superior at the top, patient right on the image's left;
@@ -28,6 +34,8 @@ in-plane grid).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -35,17 +43,21 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from vox2vec_nnunet.channels import CT_NORMALIZATION, ZSCORE_NORMALIZATION, nnunet_normalization
 from vox2vec_nnunet.errors import Vox2VecError
+from vox2vec_nnunet.input_channels import checkpoint_channel_names
 from vox2vec_nnunet.network.fpn import FPN3d, voxel_representations
-from vox2vec_nnunet.pretraining.body_mask import body_mask
-from vox2vec_nnunet.pretraining.prepare import reader_for
+from vox2vec_nnunet.pretraining.body_mask import body_from_air, scan_air
+from vox2vec_nnunet.pretraining.prepare import NONZERO_CROP_FRACTION, nonzero_crop_fraction, reader_for
 from vox2vec_nnunet.weights import (BACKBONE_PREFIX, PUBLISHED_FPN_FILE, import_fpn_state, load_weights_file,
                                     network_weights)
 from vox2vec_nnunet_plans.builder import (SEGMENTATION_CONFIGURATION, build_plans, default_settings, load_template,
                                           slice_axis_first)
 
-#: Soft-tissue display window (HU) of the grey panels: level 40, width 400 (abdomen).
+#: Soft-tissue display window (HU) of the grey panels of a CT: level 40, width 400 (abdomen).
 DEFAULT_DISPLAY_WINDOW: tuple[float, float] = (-160.0, 240.0)
+#: Display window of a channel without units (MR): these percentiles of its body voxels.
+DISPLAY_PERCENTILES = (1.0, 99.0)
 #: Voxels drawn (seeded) from the body to fit the PCA colour projection.
 PCA_SAMPLES = 10_000
 PCA_SEED = 0
@@ -149,84 +161,178 @@ class DisplayFrame:
 
 @dataclass(frozen=True)
 class PreparedImage:
-    """An image as the network sees it: ``volume`` (array order, HU window -> [0, 1]) at ``spacing`` (mm)."""
+    """An image as the network sees it: ``volume`` ``(C, a0, a1, a2)`` (array order, each channel
+    normalised as ``normalization_schemes`` say) at ``spacing`` (mm), read from ``paths``, one
+    file per channel named by ``channel_names``."""
 
-    path: Path
+    paths: tuple[Path, ...]
     volume: np.ndarray
     spacing: tuple[float, float, float]
     frame: DisplayFrame
+    channel_names: tuple[str, ...]
+    normalization_schemes: tuple[str, ...]
+    use_mask_for_norm: tuple[bool, ...]
+
+    @property
+    def path(self) -> Path:
+        """The file that names the image (its first channel's)."""
+        return self.paths[0]
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.volume.shape)
+        return tuple(int(s) for s in self.volume.shape[1:])
+
+    @property
+    def display_is_ct(self) -> bool:
+        """Whether the grey panels (the first channel) show HU."""
+        return self.normalization_schemes[0] == CT_NORMALIZATION
+
+    def display_volume(self) -> np.ndarray:
+        """The first channel in display units: HU for CT, the network's (z-scored) values otherwise."""
+        return to_hounsfield(self.volume[0]) if self.display_is_ct else self.volume[0]
+
+    def body(self) -> np.ndarray:
+        """The body mask (``pretraining.body_mask``): from the first CT channel, else unit-free from channel 0."""
+        ct = [s == CT_NORMALIZATION for s in self.normalization_schemes]
+        if any(ct):  # the first CT channel, in HU
+            return body_from_air(scan_air(to_hounsfield(self.volume[ct.index(True)])[None], [True], False,
+                                          self.spacing))
+        return body_from_air(scan_air(self.volume, ct, self.use_mask_for_norm[0], self.spacing))
+
+    def describe(self) -> dict:
+        """What the summary records about the channels."""
+        return {"channel_names": list(self.channel_names), "normalization_schemes": list(self.normalization_schemes),
+                "use_mask_for_norm": list(self.use_mask_for_norm)}
 
 
 def to_hounsfield(values: np.ndarray) -> np.ndarray:
-    """Preprocessed intensities back in HU (values outside the model's window were clipped to it)."""
+    """Preprocessed intensities of a CT channel back in HU (values outside the model's window were clipped to it)."""
     low, high = load_template()["hu_window"]
     return low + values * (high - low)
 
 
-def preprocess_image(path: Path, spacing: Sequence[float]) -> PreparedImage:
-    """Read ``path`` with nnU-Net's reader and preprocess it like the ``3d_vox2vec`` configuration.
+def channel_names_for(in_channels: int, recorded: Mapping[str, str] | None, given: Sequence[str] | None,
+                      weights: Path) -> tuple[str, ...]:
+    """The channel names of the images an FPN of ``in_channels`` input channels embeds: ``given``
+    (``--channel_names``), else those the ``weights`` file ``recorded``, else CT for one channel."""
+    if given:
+        if len(given) != in_channels:
+            raise Vox2VecError(f"--channel_names {' '.join(given)}: {len(given)} name(s), but the FPN of {weights} "
+                               f"takes {in_channels} input channel(s); pass {in_channels} name(s)")
+        return tuple(given)
+    if recorded:
+        if len(recorded) != in_channels:
+            raise Vox2VecError(f"{weights}: records the channels {dict(recorded)}, but its FPN takes {in_channels} "
+                               f"input channel(s); name them with --channel_names")
+        return tuple(recorded[str(c)] for c in range(in_channels))
+    if in_channels == 1:
+        return ("CT",)
+    raise Vox2VecError(f"{weights}: its FPN takes {in_channels} input channels and the file records no channel names; "
+                       f"name them with --channel_names, one name per channel (e.g. --channel_names T2 T1)")
+
+
+def _read_channels(paths: Sequence[Path]) -> tuple[np.ndarray, dict, type]:
+    """nnU-Net's reader on the channel files together: ``(C, ...)`` array, properties, reader class."""
+    for path in paths:
+        if not path.is_file():
+            raise Vox2VecError(f"{path}: no such file")
+    try:
+        reader = reader_for(str(paths[0]))
+        with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints its complaints; ours name the files
+            return (*reader().read_images(tuple(str(p) for p in paths)), reader)
+    except Exception as e:  # any reader failure means an unreadable image
+        if len(paths) > 1:
+            geometry = {}
+            for path in paths:
+                try:
+                    with contextlib.redirect_stdout(io.StringIO()):
+                        array, properties = reader_for(str(path))().read_images((str(path),))
+                    geometry[path] = (tuple(int(n) for n in array.shape[1:]),
+                                      tuple(round(float(v), 6) for v in properties["spacing"]))
+                except Exception as single:
+                    raise Vox2VecError(f"{path}: cannot be read by nnU-Net's readers ({type(single).__name__}: "
+                                       f"{single})") from None
+            differ = [what for what, i in (("shapes", 0), ("spacings", 1))
+                      if len({g[i] for g in geometry.values()}) > 1]
+            if differ:
+                raise Vox2VecError(f"the channel files are not one image: channels of different "
+                                   f"{' and '.join(differ)} (" + "; ".join(
+                                       f"{p}: shape {list(g[0])}, spacing {list(g[1])} mm"
+                                       for p, g in geometry.items()) + ")") from None
+        raise Vox2VecError(f"{', '.join(map(str, paths))}: cannot be read by nnU-Net's readers "
+                           f"({type(e).__name__}: {e})") from None
+
+
+def preprocess_image(paths: Sequence[Path], spacing: Sequence[float], channel_names: Sequence[str]) -> PreparedImage:
+    """Read the channel files ``paths`` together with nnU-Net's reader and preprocess them like the
+    ``3d_vox2vec`` configuration for channels named ``channel_names``.
 
     ``spacing`` is slice axis first (like the plans); the slice axis is the file's coarsest
-    axis, put first as nnU-Net's planner does (``slice_axis_first``).
+    axis, put first as nnU-Net's planner does (``slice_axis_first``). A channel nnU-Net
+    z-scores is z-scored inside the nonzero mask when cropping to it keeps less than 3/4 of the
+    image (nnU-Net's planner rule, applied to this image as to each pre-training scan).
     """
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    path = Path(path)
-    if not path.is_file():
-        raise Vox2VecError(f"{path}: no such file")
-    try:
-        reader = reader_for(str(path))
-        image, properties = reader().read_images((str(path),))
-    except Exception as e:  # any reader failure means an unreadable image
-        raise Vox2VecError(f"{path}: cannot be read by nnU-Net's readers ({type(e).__name__}: {e})") from None
-    if image.ndim != 4 or image.shape[0] != 1 or min(image.shape[1:]) < 2:
-        raise Vox2VecError(f"{path}: expected a single-channel 3-D CT, got an array of shape {image.shape[1:]}")
+    paths = tuple(Path(p) for p in paths)
+    named = ", ".join(map(str, paths))
+    image, properties, reader = _read_channels(paths)
+    if image.ndim != 4 or min(image.shape[1:]) < 2:
+        raise Vox2VecError(f"{named}: expected a 3-D image, got an array of shape {image.shape[1:]}")
+    if image.shape[0] != len(channel_names):
+        names = list(channel_names)
+        raise Vox2VecError(f"{named}: {image.shape[0]} channel(s), but the FPN's first convolution takes "
+                           f"{len(names)} input channel(s) ({names}); pass {len(names)} file(s), one per channel in "
+                           f"this order: {' '.join(f'<{n}>' for n in names)}")
     if not np.isfinite(image).all():
-        raise Vox2VecError(f"{path}: holds NaN or infinite values")
+        raise Vox2VecError(f"{named}: holds NaN or infinite values")
     try:
         directions = array_axis_directions(properties)
     except ValueError as e:
-        raise Vox2VecError(f"{path}: {e}") from None
+        raise Vox2VecError(f"{named}: {e}") from None
     settings = default_settings(SEGMENTATION_CONFIGURATION).with_overrides(spacing=spacing)
     transpose = slice_axis_first(properties["spacing"])
+    masked = nonzero_crop_fraction(image) < NONZERO_CROP_FRACTION
+    use_mask = tuple(masked and nnunet_normalization(n) == ZSCORE_NORMALIZATION for n in channel_names)
     plans = PlansManager(build_plans("embedding", "embedding", {SEGMENTATION_CONFIGURATION: settings},
-                                     reader.__name__, transpose, ["CT"], [1.0, 1.0, 1.0], [1, 1, 1]))
+                                     reader.__name__, transpose, channel_names, [1.0, 1.0, 1.0], [1, 1, 1],
+                                     use_mask_for_norm=use_mask))
+    configuration = plans.get_configuration(SEGMENTATION_CONFIGURATION)
     data, _, _ = DefaultPreprocessor(verbose=False).run_case_npy(
-        image, None, properties, plans, plans.get_configuration(SEGMENTATION_CONFIGURATION),
-        {"labels": {"background": 0}, "channel_names": {"0": "CT"}})
+        image, None, properties, plans, configuration,
+        {"labels": {"background": 0}, "channel_names": {str(c): n for c, n in enumerate(channel_names)}})
     try:
         frame = DisplayFrame.from_directions(directions[transpose])
     except ValueError as e:
-        raise Vox2VecError(f"{path}: {e}") from None
-    return PreparedImage(path, np.ascontiguousarray(data[0], dtype=np.float32), tuple(settings.spacing), frame)
+        raise Vox2VecError(f"{named}: {e}") from None
+    return PreparedImage(paths, np.ascontiguousarray(data, dtype=np.float32), tuple(settings.spacing), frame,
+                         tuple(channel_names), tuple(configuration.normalization_schemes), use_mask)
 
 
 # ----------------------------------------------------------------------------- network
 
 
-def load_fpn(path: Path) -> FPN3d:
-    """The FPN of a weights file, built from the weights' shapes (base channels, levels).
+def load_fpn(path: Path) -> tuple[FPN3d, dict[str, str] | None]:
+    """The FPN of a weights file, built from the weights' shapes (input channels, base channels,
+    levels), and the channel names the file records (pre-training checkpoints do), or None.
 
     Accepts every file whose state dict has ``backbone.*`` entries (a pre-training or
     segmentation checkpoint, the output of ``vox2vec_nnunet_import_weights``) and the
     authors' plain FPN state dict (``first_conv.weight``, ...). Loaded with
     ``weights_only=True``.
     """
-    state = network_weights(load_weights_file(path, PUBLISHED_FPN_FILE), path, PUBLISHED_FPN_FILE)
+    checkpoint = load_weights_file(path, PUBLISHED_FPN_FILE)
+    state = network_weights(checkpoint, path, PUBLISHED_FPN_FILE)
     if not any(k.startswith(BACKBONE_PREFIX) for k in state) and "first_conv.weight" not in state:
         raise Vox2VecError(f"{path}: holds no vox2vec FPN backbone (no '{BACKBONE_PREFIX}*' entries and no "
                            f"'first_conv.weight'; first keys: {sorted(state)[:5]}). Expected {PUBLISHED_FPN_FILE}.")
     _, fpn = import_fpn_state(state, Path(path))
-    return fpn.eval()
+    return fpn.eval(), checkpoint_channel_names(checkpoint)
 
 
 def feature_pyramid(fpn: FPN3d, volume: np.ndarray, device: torch.device) -> list[torch.Tensor]:
-    """The FPN's levels for a whole volume (eval mode, no gradients), kept on ``device``.
+    """The FPN's levels for a whole volume ``(C, a0, a1, a2)`` (eval mode, no gradients), kept on ``device``.
 
     The whole volume goes through the network at once, so memory grows with the volume:
     with the paper's FPN a 90 x 260 x 340 phantom (8 M voxels at 2 x 1 x 1 mm) peaked at
@@ -235,7 +341,7 @@ def feature_pyramid(fpn: FPN3d, volume: np.ndarray, device: torch.device) -> lis
     """
     fpn.eval().to(device)
     with torch.no_grad():
-        return fpn(torch.from_numpy(volume)[None, None].to(device))
+        return fpn(torch.from_numpy(volume)[None].to(device))
 
 
 def full_grid(shape: Sequence[int], device: torch.device) -> Grid:
@@ -309,7 +415,8 @@ class PcaColours:
             seed: int = PCA_SEED) -> "PcaColours":
         candidates = np.flatnonzero(body)
         if candidates.size == 0:
-            raise ValueError("no body voxel (above -500 HU) to fit the colours on")
+            raise ValueError("no body voxel to fit the colours on (a CT: none above -500 HU; another image: all of it "
+                             "dark or zero)")
         rng = np.random.default_rng(seed)
         chosen = rng.choice(candidates, size=min(num_samples, candidates.size), replace=False)
         positions = np.stack([np.zeros_like(chosen), *np.unravel_index(chosen, body.shape)], axis=1)
@@ -380,10 +487,10 @@ def stretch(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return image[index[0][:, None], index[1][None, :]]
 
 
-def grey_rgb(hounsfield: np.ndarray, window: tuple[float, float]) -> np.ndarray:
-    """HU -> grey uint8 RGB under a display window (low, high)."""
+def grey_rgb(values: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """Intensities (HU for CT) -> grey uint8 RGB under a display window (low, high)."""
     low, high = window
-    grey = np.clip((hounsfield - low) / (high - low), 0.0, 1.0)
+    grey = np.clip((values - low) / (high - low), 0.0, 1.0)
     return np.repeat((grey * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=-1)
 
 
@@ -462,7 +569,16 @@ class EmbeddedImage:
 
     @classmethod
     def compute(cls, image: PreparedImage, fpn: FPN3d, device: torch.device) -> "EmbeddedImage":
-        return cls(image, feature_pyramid(fpn, image.volume, device), body_mask(to_hounsfield(image.volume)))
+        return cls(image, feature_pyramid(fpn, image.volume, device), image.body())
+
+    def display_window(self) -> tuple[float, float]:
+        """The grey panels' window without ``--display_window``: the soft-tissue window for CT, else
+        :data:`DISPLAY_PERCENTILES` of the first channel in the body."""
+        if self.image.display_is_ct:
+            return DEFAULT_DISPLAY_WINDOW
+        values = self.image.display_volume()[self.body] if self.body.any() else self.image.display_volume()
+        low, high = (float(v) for v in np.percentile(values, DISPLAY_PERCENTILES))
+        return low, max(high, low + 1e-6)
 
     def colour_with(self, pca: PcaColours) -> None:
         """Use ``pca`` for the colour panels (another image's PCA gives comparable colours)."""
@@ -487,15 +603,15 @@ class EmbeddedImage:
         frame, shape = self.image.frame, self.image.shape
         fixed = PLANE_AXIS[plane]
         patient_index = self.patient_index(voxel)
-        hounsfield = to_hounsfield(plane_slice(frame.view(self.image.volume), plane, patient_index[fixed]))
+        grey = plane_slice(frame.view(self.image.display_volume()), plane, patient_index[fixed])
         axis = frame.permutation[fixed]  # the array axis the plane holds fixed
         grid = plane_grid(shape, axis, voxel[axis], self.pyramid[0].device)
         colours = self.pca.colours(self.pca_maps, grid).cpu().numpy() * np.take(self.body, [voxel[axis]], axis=axis)
         colours = plane_slice(np.moveaxis(frame.view(colours), 0, -1), plane, 0)  # the plane is that one slice
-        panels = [Panel(grey_rgb(hounsfield, window), letters=True), Panel(unit_rgb(colours))]
+        panels = [Panel(grey_rgb(grey, window), letters=True), Panel(unit_rgb(colours))]
         if similarity is not None:
             values = plane_slice(frame.view(similarity), plane, patient_index[fixed])
             panels.append(Panel(colour_map_rgb(values, *similarity_range)))
-        marker = plane_position(patient_index, frame.view(self.image.volume).shape, plane) if marked else None
+        marker = plane_position(patient_index, frame.view(self.image.volume[0]).shape, plane) if marked else None
         return compose(panels, plane, frame.patient_spacing(self.image.spacing), marker)
 

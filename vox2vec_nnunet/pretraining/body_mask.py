@@ -113,6 +113,15 @@ def unitless_air(image: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     return ~data | (smoothed < threshold) | (image < threshold)
 
 
+def scan_air(data: np.ndarray, ct: Sequence[bool], masked: bool, spacing: Sequence[float]) -> np.ndarray:
+    """Air ``(z, y, x)`` of a preprocessed scan ``(C, z, y, x)`` with its channels' CT flags ``ct``:
+    below -500 HU in the first CT channel; without one, the outside of the nonzero mask when the
+    scan was z-scored inside it (``masked``), else :func:`unitless_air` of channel 0."""
+    if any(ct):
+        return _check_volume(data[list(ct).index(True)]) < BODY_THRESHOLD_HU
+    return (data == 0).all(axis=0) if masked else unitless_air(data[0], spacing)
+
+
 def air_bounding_box(air: np.ndarray) -> tuple[slice, ...]:
     """Slices of the smallest box holding every voxel that is not air (ValueError if none)."""
     if air.all():

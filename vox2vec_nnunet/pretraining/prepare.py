@@ -379,7 +379,7 @@ def prepare_case(task: CaseTask, output_folder: str, preprocessing: Preprocessin
     from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
 
     from vox2vec_nnunet.pretraining.body_mask import (air_bounding_box, body_bounding_box, body_from_air, body_mask,
-                                                      unitless_air)
+                                                      scan_air)
 
     def skipped(reason: str) -> CaseResult:
         return CaseResult(task.identifier, task.image_file, "skipped", reason)
@@ -417,7 +417,7 @@ def prepare_case(task: CaseTask, output_folder: str, preprocessing: Preprocessin
         body = body_mask(data[(reference, *box)])
     else:
         masked = plans.get_configuration(preprocessing.configuration).use_mask_for_norm[reference]
-        air = (data == 0).all(axis=0) if masked else unitless_air(data[reference], preprocessing.spacing)
+        air = scan_air(data, [False] * len(data), masked, preprocessing.spacing)
         try:
             box = air_bounding_box(air)
         except ValueError:
