@@ -17,6 +17,7 @@ from PIL import Image
 from vox2vec_nnunet.commands.embed import SUMMARY_FILE, main
 from vox2vec_nnunet.embedding import (PANEL_GAP, DisplayFrame, PcaColours, array_axis_directions, best_match,
                                       cosine_similarity_map, full_grid, load_fpn, query_representation)
+from vox2vec_nnunet.errors import Vox2VecError
 from vox2vec_nnunet.network.fpn import FPN3d, dense_representations, voxel_representations
 from vox2vec_nnunet.network.segmentation import Vox2VecSegmentationNetwork
 from vox2vec_nnunet.phantoms import PhantomConfig, make_phantom
@@ -351,7 +352,10 @@ def test_weights_of_every_kind_give_the_same_fpn(tmp_path):
     network = Vox2VecSegmentationNetwork(input_channels=1, num_classes=3, head="nonlinear", base_channels=4,
                                          num_levels=3)
     plain = network.backbone.state_dict()
-    files = {"segmentation checkpoint": {"network_weights": network.state_dict(), "trainer_name": "x"},
+    logging = {"ema_fg_dice": [np.float32(0.5), np.float64(0.6)], "epoch_end_timestamps": [np.int64(3)]}
+    files = {"segmentation checkpoint, as nnU-Net writes it (numpy scalars in its log)":
+             {"network_weights": network.state_dict(), "trainer_name": "x", "logging": logging,
+              "_best_ema": np.float32(0.6)},
              "released plain FPN": plain}
     for name, content in files.items():
         torch.save(content, tmp_path / "weights.pth")
@@ -359,6 +363,10 @@ def test_weights_of_every_kind_give_the_same_fpn(tmp_path):
         assert channels is None, name
         assert (fpn.base_channels, fpn.num_levels, fpn.training) == (4, 3, False), name
         assert all(torch.equal(fpn.state_dict()[k], v) for k, v in plain.items()), name
+    torch.save({"network_weights": network.state_dict(), "logging": np.array([print], dtype=object)},
+               tmp_path / "objects.pth")
+    with pytest.raises(Vox2VecError, match="the file is refused"):  # numbers are allowed, not numpy objects
+        load_fpn(tmp_path / "objects.pth")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """Loading weights safely, checking that a backbone fits a network, and converting the released FPN weights.
 
 Every file is loaded with ``torch.load(..., weights_only=True, map_location="cpu")``: a
-checkpoint is untrusted input, and only tensors and plain containers are accepted.
+checkpoint is untrusted input, and only tensors, plain containers and numpy scalars (which
+nnU-Net's own checkpoints hold in their training log) are accepted.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Mapping
 
+import numpy as np
 import torch
 
 from vox2vec_nnunet.errors import Vox2VecError
@@ -29,6 +31,14 @@ PUBLISHED_FPN_FILE = ("the published vox2vec checkpoint: a state dict of the FPN
                       "backbone (written by the trainers of this package or by vox2vec_nnunet_import_weights)")
 """What ``vox2vec_nnunet_import_weights`` and ``vox2vec_nnunet_embed`` expect (docs/method.md,
 "Network": the released state dict's names)."""
+
+NUMPY_SCALAR_GLOBALS = (np.dtype, np.float32(0).__reduce__()[0],
+                        *(type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
+                                                      np.uint16, np.uint32, np.uint64, np.float16, np.float32,
+                                                      np.float64)))
+"""What an nnU-Net checkpoint needs besides tensors: its ``logging`` holds numpy scalars (the
+pseudo Dice), pickled as numpy's scalar constructor (``numpy._core.multiarray.scalar``;
+``numpy.core`` before numpy 2) with a numeric dtype; these build numbers, never run code."""
 
 _UNSAFE_ADVICE = re.compile(r"weights_only\W*(set to\W*)?False", re.IGNORECASE)
 
@@ -71,7 +81,8 @@ def load_weights_file(path: str | Path, expected: str) -> dict:
     try:
         with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(list(NUMPY_SCALAR_GLOBALS)):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe files
         raise Vox2VecError(f"{path}: cannot be loaded as a weights file with torch.load(weights_only=True): "
                            f"{_load_failure(e)}. Expected {expected}.") from None

@@ -43,6 +43,7 @@ import torch
 from vox2vec_nnunet.nnunet_env import trainers_dir, training_env
 from vox2vec_nnunet.perf.acceptance_processes import Commands, Deadline, PartFailed, kill_tree
 from vox2vec_nnunet.perf.acceptance_scale import Scale
+from vox2vec_nnunet.weights import load_weights_file
 
 LABELED_ID, FPN_PRETRAIN_ID, UNET_PRETRAIN_ID = 981, 982, 983
 LABELED_NAME = "Dataset981_AcceptanceClinical"
@@ -157,8 +158,7 @@ def _finetune(ws: Workspace, name: str, configuration: str, plans: str, trainer:
     final = fold / "checkpoint_final.pth"
     if not final.is_file():
         raise PartFailed(f"the fine-tuning wrote no {final}")
-    # written by this run in its own workspace (nnU-Net's logging holds numpy scalars)
-    logging = torch.load(final, map_location="cpu", weights_only=False)["logging"]
+    logging = load_weights_file(final, "nnU-Net's checkpoint_final.pth of this fine-tuning")["logging"]
     return {"seconds": done.seconds, "pseudo_dice": float(logging["ema_fg_dice"][-1]),
             "backbone_source": record["backbone_source"]}
 
