@@ -1,14 +1,17 @@
 """Two-channel MR phantoms through the real commands: vox2vec_nnunet_phantoms --modality mr ->
 vox2vec_nnunet_plan (nnU-Net z-scores both channels) -> vox2vec_nnunet_prepare_pretraining (every
-case prepared, none skipped)."""
+case prepared, none skipped) -> pre-training -> fine-tuning from it -> nnUNetv2_predict."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from nnunet_cli import nnunet_env, run
+from vox2vec_nnunet.weights import load_weights_file
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +21,7 @@ PATCH = ["8", "16", "16"]
 FPN = ["--base_channels", "4", "--num_levels", "3"]
 
 
-def test_mr_phantoms_plan_and_prepare(tmp_path):
+def test_mr_phantoms_plan_prepare_pretrain_finetune_and_predict(tmp_path):
     env = nnunet_env(tmp_path)
     run(["python", "-m", "vox2vec_nnunet.commands.phantoms", "-d", DATASET, "-n", "3", "--unlabeled", "1",
          "--modality", "mr", "--channels", "t1", "t2", "--downsample", "2", "--name", "MRPhantoms", "--no_pbar"], env)
@@ -39,3 +42,30 @@ def test_mr_phantoms_plan_and_prepare(tmp_path):
     assert [case["status"] for case in report["cases"]] == ["done"] * 4
     assert report["settings"]["channel_names"] == ["T1", "T2"]
     assert report["settings"]["normalization_schemes"] == ["ZScoreNormalization"] * 2
+
+    run(["nnUNetv2_train", PRETRAIN, "3d_vox2vec_pretrain", "all", "-p", "Vox2VecPlans", "-tr",
+         "Vox2VecPretrainTrainer_Test", "-device", "cpu"], env)
+    results = Path(env["nnUNet_results"])
+    pretrained = (results / "Dataset904_Vox2VecPretraining" / "Vox2VecPretrainTrainer_Test__Vox2VecPlans__"
+                  "3d_vox2vec_pretrain" / "fold_all" / "checkpoint_final.pth")
+    checkpoint = load_weights_file(pretrained, "the pre-training checkpoint")
+    assert checkpoint["vox2vec"]["channel_names"] == {"0": "T1", "1": "T2"}
+    assert all(np.isfinite(checkpoint["logging"]["train_losses"]))
+
+    finetune = "Vox2VecTrainer_FineTune_Test"  # fold "all": 3 labeled cases are too few for 5 folds
+    run(["nnUNetv2_train", DATASET, "3d_vox2vec", "all", "-p", "Vox2VecPlans", "-tr", finetune, "-device", "cpu",
+         "-pretrained_weights", pretrained], env)
+    fold = results / "Dataset504_MRPhantoms" / f"{finetune}__Vox2VecPlans__3d_vox2vec" / "fold_all"
+    assert json.loads((fold / "vox2vec_run.json").read_text())["backbone_source"] == "pretrained"
+    log = sorted(fold.glob("training_log_*.txt"))[-1].read_text()
+    assert "were pre-trained on {'0': 'T1', '1': 'T2'}; this dataset has {'0': 'T1', '1': 'T2'}" in log
+
+    predictions = tmp_path / "predictions"
+    run(["nnUNetv2_predict", "-i", raw / "imagesTs", "-o", predictions, "-d", DATASET, "-c", "3d_vox2vec", "-p",
+         "Vox2VecPlans", "-tr", finetune, "-f", "all", "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"],
+        env)
+    (image_file,) = sorted((raw / "imagesTs").glob("*_0000.nii.gz"))
+    prediction = sitk.ReadImage(str(predictions / image_file.name.replace("_0000.nii.gz", ".nii.gz")))
+    assert prediction.GetSize() == sitk.ReadImage(str(image_file)).GetSize()
+    labels = json.loads((raw / "dataset.json").read_text())["labels"]
+    assert set(np.unique(sitk.GetArrayFromImage(prediction))) <= set(labels.values())
