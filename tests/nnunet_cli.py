@@ -1,6 +1,7 @@
 """Running real nnU-Net and vox2vec commands in a throwaway nnU-Net environment."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -32,3 +33,22 @@ def run(args: list[str], env: dict[str, str], expect_ok: bool = True, timeout: i
         raise AssertionError(f"{' '.join(map(str, args))} exited {result.returncode}\n--- stdout\n"
                              f"{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-6000:]}")
     return result
+
+
+def train_from_pretrained(env: dict[str, str], dataset: int, configuration: str, fold: str, plans: str,
+                          trainer: str, weights: Path) -> tuple[Path, str]:
+    """``nnUNetv2_train`` of ``trainer`` from ``-pretrained_weights weights`` on the CPU; checks that the
+    run recorded a pre-trained backbone and returns its fold folder and newest training log."""
+    run(["nnUNetv2_train", dataset, configuration, fold, "-p", plans, "-tr", trainer, "-device", "cpu",
+         "-pretrained_weights", weights], env)
+    (folder,) = Path(env["nnUNet_results"]).glob(f"Dataset{dataset:03d}_*/{trainer}__{plans}__{configuration}/"
+                                                 f"fold_{fold}")
+    assert json.loads((folder / "vox2vec_run.json").read_text())["backbone_source"] == "pretrained"
+    return folder, sorted(folder.glob("training_log_*.txt"))[-1].read_text()
+
+
+def predict_on_cpu(env: dict[str, str], images: Path, output: Path, dataset: int, configuration: str, plans: str,
+                   trainer: str, fold: str) -> None:
+    """``nnUNetv2_predict`` with one fold on the CPU, without test-time mirroring, one process each."""
+    run(["nnUNetv2_predict", "-i", images, "-o", output, "-d", dataset, "-c", configuration, "-p", plans, "-tr",
+         trainer, "-f", fold, "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"], env)

@@ -14,7 +14,7 @@ import torch
 from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
 
 from mr_volumes import mr_volume, write_raw_dataset
-from nnunet_cli import nnunet_env, run
+from nnunet_cli import nnunet_env, predict_on_cpu, run, train_from_pretrained
 from vox2vec_nnunet.weights import load_weights_file
 
 pytestmark = pytest.mark.slow
@@ -64,33 +64,21 @@ def test_mr_plan_prepare_pretrain_probe_and_predict(tmp_path):
     assert checkpoint["network_weights"]["backbone.first_conv.weight"].shape[1] == 2
     assert all(np.isfinite(checkpoint["logging"]["train_losses"]))
 
-    probe = "Vox2VecTrainer_LinearProbe_Test"
-    run(["nnUNetv2_train", DATASET, "3d_vox2vec", "0", "-p", "Vox2VecPlans", "-tr", probe, "-device", "cpu",
-         "-pretrained_weights", pretrained], env)
-    fold = results / "Dataset503_MR" / f"{probe}__Vox2VecPlans__3d_vox2vec" / "fold_0"
-    assert json.loads((fold / "vox2vec_run.json").read_text())["backbone_source"] == "pretrained"
-    log = sorted(fold.glob("training_log_*.txt"))[-1].read_text()
-    assert "were pre-trained on {'0': 'T2', '1': 'T1'}; this dataset has {'0': 'T2', '1': 'T1'}" in log
-    assert "adapted" not in log and "NOTE" not in log
-
-    finetune = "Vox2VecTrainer_FineTune_Test"
-    run(["nnUNetv2_train", DATASET, "3d_vox2vec", "0", "-p", "Vox2VecPlans", "-tr", finetune, "-device", "cpu",
-         "-pretrained_weights", pretrained], env)
-    fold = results / "Dataset503_MR" / f"{finetune}__Vox2VecPlans__3d_vox2vec" / "fold_0"
-    assert json.loads((fold / "vox2vec_run.json").read_text())["backbone_source"] == "pretrained"
-    log = sorted(fold.glob("training_log_*.txt"))[-1].read_text()
-    assert "were pre-trained on {'0': 'T2', '1': 'T1'}; this dataset has {'0': 'T2', '1': 'T1'}" in log
-    assert "vox2vec fine-tuning: backbone frozen for 2 of 6" in log
-    tuned = load_weights_file(fold / "checkpoint_final.pth", "nnU-Net's checkpoint")["network_weights"]
+    probe, finetune = "Vox2VecTrainer_LinearProbe_Test", "Vox2VecTrainer_FineTune_Test"
+    runs = {trainer: train_from_pretrained(env, DATASET, "3d_vox2vec", "0", "Vox2VecPlans", trainer, pretrained)
+            for trainer in (probe, finetune)}  # fold folder, training log
+    for _, log in runs.values():
+        assert "were pre-trained on {'0': 'T2', '1': 'T1'}; this dataset has {'0': 'T2', '1': 'T1'}" in log
+    assert "adapted" not in runs[probe][1] and "NOTE" not in runs[probe][1]
+    assert "vox2vec fine-tuning: backbone frozen for 2 of 6" in runs[finetune][1]
+    tuned = load_weights_file(runs[finetune][0] / "checkpoint_final.pth", "nnU-Net's checkpoint")["network_weights"]
     start = checkpoint["network_weights"]["backbone.first_conv.weight"]
     assert tuned["backbone.first_conv.weight"].shape == start.shape  # 2 input channels
     assert not torch.equal(tuned["backbone.first_conv.weight"], start)  # unfrozen after 2 iterations: trained
 
     for trainer in (probe, finetune):
         predictions = tmp_path / f"predictions_{trainer}"
-        run(["nnUNetv2_predict", "-i", raw / "imagesTs", "-o", predictions, "-d", DATASET, "-c", "3d_vox2vec", "-p",
-             "Vox2VecPlans", "-tr", trainer, "-f", "0", "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"],
-            env)
+        predict_on_cpu(env, raw / "imagesTs", predictions, DATASET, "3d_vox2vec", "Vox2VecPlans", trainer, "0")
         for case in ("mr5", "mr6"):
             image = sitk.ReadImage(str(raw / "imagesTs" / f"{case}_0000.nii.gz"))
             prediction = sitk.ReadImage(str(predictions / f"{case}.nii.gz"))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_cli import nnunet_env, run
+from nnunet_cli import nnunet_env, predict_on_cpu, run, train_from_pretrained
 from vox2vec_nnunet.weights import load_weights_file
 
 pytestmark = pytest.mark.slow
@@ -53,17 +53,11 @@ def test_mr_phantoms_plan_prepare_pretrain_finetune_and_predict(tmp_path):
     assert all(np.isfinite(checkpoint["logging"]["train_losses"]))
 
     finetune = "Vox2VecTrainer_FineTune_Test"  # fold "all": 3 labeled cases are too few for 5 folds
-    run(["nnUNetv2_train", DATASET, "3d_vox2vec", "all", "-p", "Vox2VecPlans", "-tr", finetune, "-device", "cpu",
-         "-pretrained_weights", pretrained], env)
-    fold = results / "Dataset504_MRPhantoms" / f"{finetune}__Vox2VecPlans__3d_vox2vec" / "fold_all"
-    assert json.loads((fold / "vox2vec_run.json").read_text())["backbone_source"] == "pretrained"
-    log = sorted(fold.glob("training_log_*.txt"))[-1].read_text()
+    _, log = train_from_pretrained(env, DATASET, "3d_vox2vec", "all", "Vox2VecPlans", finetune, pretrained)
     assert "were pre-trained on {'0': 'T1', '1': 'T2'}; this dataset has {'0': 'T1', '1': 'T2'}" in log
 
     predictions = tmp_path / "predictions"
-    run(["nnUNetv2_predict", "-i", raw / "imagesTs", "-o", predictions, "-d", DATASET, "-c", "3d_vox2vec", "-p",
-         "Vox2VecPlans", "-tr", finetune, "-f", "all", "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"],
-        env)
+    predict_on_cpu(env, raw / "imagesTs", predictions, DATASET, "3d_vox2vec", "Vox2VecPlans", finetune, "all")
     (image_file,) = sorted((raw / "imagesTs").glob("*_0000.nii.gz"))
     prediction = sitk.ReadImage(str(predictions / image_file.name.replace("_0000.nii.gz", ".nii.gz")))
     assert prediction.GetSize() == sitk.ReadImage(str(image_file)).GetSize()

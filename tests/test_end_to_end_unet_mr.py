@@ -12,7 +12,8 @@ import SimpleITK as sitk
 import torch
 
 from mr_volumes import mr_volume, write_raw_dataset
-from nnunet_cli import nnunet_env, run
+from nnunet_cli import nnunet_env, predict_on_cpu, run, train_from_pretrained
+from vox2vec_nnunet.weights import load_weights_file
 
 pytestmark = pytest.mark.slow
 
@@ -61,20 +62,15 @@ def test_pretrain_the_resenc_unet_on_two_channel_mr_finetune_it_and_predict(tmp_
     assert stem and stem[0].shape[1] == 2  # the encoder's first convolution takes both channels
 
     trainer = "nnUNetTrainer_Vox2VecFineTune_Test"
-    run(["nnUNetv2_train", DATASET, CONFIGURATION, "0", "-p", PLANS, "-tr", trainer, "-device", "cpu",
-         "-pretrained_weights", checkpoint], env)
-    fold = results / "Dataset505_MRUNet" / f"{trainer}__{PLANS}__{CONFIGURATION}" / "fold_0"
-    assert json.loads((fold / "vox2vec_run.json").read_text())["backbone_source"] == "pretrained"
-    log = sorted(fold.glob("training_log_*.txt"))[-1].read_text()
+    fold, log = train_from_pretrained(env, DATASET, CONFIGURATION, "0", PLANS, trainer, checkpoint)
     assert f"were pre-trained on {CHANNELS}; this dataset has {CHANNELS}" in log
     assert "network from PRE-TRAINED weights" in log and "adapted" not in log and "NOTE" not in log
-    tuned = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
+    tuned = load_weights_file(fold / "checkpoint_final.pth", "nnU-Net's checkpoint")["network_weights"]
     encoder = [k for k in tuned if k.startswith("encoder.")]
     assert encoder and all(torch.equal(tuned[k], pretrained["network_weights"][k]) for k in encoder)  # loaded, frozen
 
     predictions = tmp_path / "predictions"
-    run(["nnUNetv2_predict", "-i", raw / "imagesTs", "-o", predictions, "-d", DATASET, "-c", CONFIGURATION, "-p",
-         PLANS, "-tr", trainer, "-f", "0", "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"], env)
+    predict_on_cpu(env, raw / "imagesTs", predictions, DATASET, CONFIGURATION, PLANS, trainer, "0")
     image = sitk.ReadImage(str(raw / "imagesTs" / "mr5_0000.nii.gz"))
     prediction = sitk.ReadImage(str(predictions / "mr5.nii.gz"))
     assert prediction.GetSize() == image.GetSize()
