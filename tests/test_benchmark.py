@@ -293,6 +293,28 @@ def test_splits_k3_and_label_efficiency(env: dict[str, Path]) -> None:
     assert not (d / LABEL_EFFICIENCY_FILE).exists()
 
 
+def test_splits_file_survives_a_write_that_fails_halfway(env: dict[str, Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash (disk full, kill) while the label-efficiency splits are appended leaves the old
+    splits_final.json whole: nnU-Net runs reading it meanwhile see the old folds, nothing is lost."""
+    d = _fake_preprocessed(env["nnUNet_preprocessed"], 9)
+    ensure_regular_splits(d, 3, lambda: training_identifiers(d, PLANS, CONFIG, None))
+    before = (d / SPLITS_FILE).read_text()
+    write_text = Path.write_text
+
+    def fails_halfway(path: Path, text: str, *args: object, **kwargs: object) -> int:
+        write_text(path, text[:len(text) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", fails_halfway)
+    with pytest.raises(OSError, match="No space left"):
+        ensure_label_efficiency_splits(d, [1])
+    monkeypatch.undo()
+    assert (d / SPLITS_FILE).read_text() == before
+    assert sorted(p.name for p in d.iterdir() if p.is_file()) == [f"{PLANS}.json", SPLITS_FILE]
+    assert read_splits(d).num_regular_folds == 3 and len(read_splits(d).splits) == 3
+
+
 def test_label_efficiency_table(env: dict[str, Path], tmp_path: Path) -> None:
     d = _fake_preprocessed(env["nnUNet_preprocessed"], 9)
     ensure_regular_splits(d, 3, lambda: training_identifiers(d, PLANS, CONFIG, None))

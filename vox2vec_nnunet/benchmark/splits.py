@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from nnunetv2.utilities.crossval_split import generate_crossval_split
 
+from vox2vec_nnunet.atomic import write_atomically
+
 SPLITS_FILE = "splits_final.json"
 LABEL_EFFICIENCY_FILE = "vox2vec_label_efficiency.json"
 SELECTION_SPLITS_FILE = "vox2vec_lr_selection.json"
@@ -124,7 +126,10 @@ def training_identifiers(preprocessed_dataset_dir: Path, plans: str, configurati
 
 
 def _write_json(path: Path, data: object) -> None:
-    path.write_text(json.dumps(data, indent=4) + "\n")
+    """Write ``data`` so that an interrupted run, or an ``nnUNetv2_train`` reading the file
+    meanwhile, sees the old file or the new one, never a part."""
+    text = json.dumps(data, indent=4) + "\n"
+    write_atomically(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def read_splits(preprocessed_dataset_dir: Path) -> SplitsState | None:
