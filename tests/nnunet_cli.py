@@ -48,7 +48,8 @@ def train_from_pretrained(env: dict[str, str], dataset: int, configuration: str,
 
 
 def predict_on_cpu(env: dict[str, str], images: Path, output: Path, dataset: int, configuration: str, plans: str,
-                   trainer: str, fold: str) -> None:
-    """``nnUNetv2_predict`` with one fold on the CPU, without test-time mirroring, one process each."""
+                   trainer: str, *folds: str) -> None:
+    """``nnUNetv2_predict`` with ``folds`` (their ensemble if several) on the CPU, without test-time
+    mirroring, one process each."""
     run(["nnUNetv2_predict", "-i", images, "-o", output, "-d", dataset, "-c", configuration, "-p", plans, "-tr",
-         trainer, "-f", fold, "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"], env)
+         trainer, "-f", *folds, "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"], env)

@@ -19,8 +19,9 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnunet_cli import nnunet_env, run
+from nnunet_cli import nnunet_env, predict_on_cpu, run
 from vox2vec_nnunet.phantoms import PhantomConfig, write_nnunet_raw_dataset
+from vox2vec_nnunet.weights import load_weights_file
 
 pytestmark = pytest.mark.slow
 
@@ -73,15 +74,13 @@ def test_train_two_folds_writes_checkpoints_and_dice_per_label(ws):
         record = json.loads((folder / "vox2vec_run.json").read_text())
         assert record["backbone_source"] == "random_init"
         assert record["trainable_parameters"] == record["total_parameters"] > 0
-        checkpoint = torch.load(folder / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+        checkpoint = load_weights_file(folder / "checkpoint_final.pth", "nnU-Net's checkpoint")
         assert any(k.startswith("decoder.seg_layers.") for k in checkpoint["network_weights"])
 
 
 def test_predict_keeps_the_input_geometry(ws):
     out = ws["root"] / "predictions"
-    run(["nnUNetv2_predict", "-i", ws["raw"] / "imagesTs", "-o", out, "-d", DATASET, "-c", "3d_vox2vec",
-         "-p", "Vox2VecPlans", "-tr", SEG, "-f", "0", "1", "-device", "cpu", "--disable_tta", "-npp", "1",
-         "-nps", "1"], ws["env"])
+    predict_on_cpu(ws["env"], ws["raw"] / "imagesTs", out, DATASET, "3d_vox2vec", "Vox2VecPlans", SEG, "0", "1")
     images = sorted((ws["raw"] / "imagesTs").glob("*.nii.gz"))
     assert len(images) == 3
     for image_file in images:
@@ -273,8 +272,8 @@ def test_pretraining_is_seeded_resumes_exactly_and_loads_into_a_probe(ws):
     record = json.loads((seg_folder(ws, probe) / "fold_0" / "vox2vec_run.json").read_text())
     assert record["backbone_source"] == "pretrained"
     assert record["trainable_parameters"] < record["total_parameters"]
-    probed = torch.load(seg_folder(ws, probe) / "fold_0" / "checkpoint_final.pth", map_location="cpu",
-                        weights_only=False)["network_weights"]
+    probed = load_weights_file(seg_folder(ws, probe) / "fold_0" / "checkpoint_final.pth",
+                               "nnU-Net's checkpoint")["network_weights"]
     backbone = {k: v for k, v in records[1]["network_weights"].items() if k.startswith("backbone.")}
     assert backbone and all(torch.equal(probed[k], v) for k, v in backbone.items())
     log = sorted((seg_folder(ws, probe) / "fold_0").glob("training_log_*.txt"))[-1].read_text()  # newest run

@@ -11,8 +11,9 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnunet_cli import nnunet_env, run
+from nnunet_cli import nnunet_env, predict_on_cpu, run
 from vox2vec_nnunet.phantoms import PhantomConfig, write_nnunet_raw_dataset
+from vox2vec_nnunet.weights import load_weights_file
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +59,7 @@ def test_pretrain_the_resenc_unet_finetune_it_and_predict(tmp_path):
     run(["nnUNetv2_train", DATASET, CONFIGURATION, "0", "-p", PLANS, "-tr", trainer, "-device", "cpu",
          "-pretrained_weights", checkpoint], env)
     fold = results / "Dataset502_Phantoms" / f"{trainer}__{PLANS}__{CONFIGURATION}" / "fold_0"
-    tuned = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
+    tuned = load_weights_file(fold / "checkpoint_final.pth", "nnU-Net's checkpoint")["network_weights"]
     encoder = [k for k in tuned if k.startswith(("encoder.", "decoder.encoder."))]
     assert encoder and all(torch.equal(tuned[k], weights[k]) for k in encoder)  # loaded, and truly frozen
     decoder = [k for k in tuned if k.startswith("decoder.stages.") and k.endswith(".weight")]
@@ -78,8 +79,7 @@ def test_pretrain_the_resenc_unet_finetune_it_and_predict(tmp_path):
     assert "| nnU-Net U-Net from scratch, fine-tuning's warm-up | random_init |" in table
 
     predictions = tmp_path / "predictions"
-    run(["nnUNetv2_predict", "-i", raw / "imagesTs", "-o", predictions, "-d", DATASET, "-c", CONFIGURATION, "-p",
-         PLANS, "-tr", trainer, "-f", "0", "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"], env)
+    predict_on_cpu(env, raw / "imagesTs", predictions, DATASET, CONFIGURATION, PLANS, trainer, "0")
     for image_file in sorted((raw / "imagesTs").glob("*.nii.gz")):
         prediction = sitk.ReadImage(str(predictions / image_file.name.replace("_0000.nii.gz", ".nii.gz")))
         assert prediction.GetSize() == sitk.ReadImage(str(image_file)).GetSize()
