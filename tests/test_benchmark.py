@@ -634,7 +634,8 @@ def test_label_efficiency_figure_ends_with_all_labels_and_keeps_its_title_inside
 
 
 def test_parameters_figure_legend_stands_beside_the_axes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Eight setups: the legend lies right of the axes (covering no marker) and inside the figure."""
+    """Eight setups: the legend lies right of the axes (covering no marker) and inside the figure,
+    and so does the long subtitle above the narrowed axes, wrapped, not cut."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from vox2vec_nnunet.benchmark import figures
@@ -649,12 +650,19 @@ def test_parameters_figure_legend_stands_beside_the_axes(tmp_path: Path, monkeyp
         record = RunRecord(setup.trainer, setup.expected_backbone_source, None, 1000 * (i + 1), 10**6, 500, 2)
         rows.append(summarise(setup, [FoldResult(f, {"liver": 0.1 * i, "spleen": 0.5}, record) for f in range(3)])[0])
     assert len(rows) == 8
-    assert figures.plot_dice_vs_parameters(rows, tmp_path / "f.png") == []
+    subtitle = ("Dataset602_ClinicalPhantoms, Vox2VecPlans/3d_vox2vec, budget 500 × 2 (iterations × batch), "
+                "learning rates selected per fold\nhollow markers: backbone not pre-trained (from scratch, random "
+                "FPN); " + figures.ERROR_BARS)
+    assert figures.plot_dice_vs_parameters(rows, tmp_path / "f.png", subtitle) == []
     (fig,) = drawn
     renderer = FigureCanvasAgg(fig).get_renderer()
     axes, legend = fig.axes[0].get_window_extent(renderer), fig.axes[0].get_legend().get_window_extent(renderer)
     assert legend.x0 >= axes.x1 and legend.x1 <= fig.bbox.x1 and legend.y1 <= fig.bbox.y1
     assert len(fig.axes[0].get_legend().get_texts()) == 8
+    (title,) = [t for t in (fig.axes[0].title, fig.axes[0]._left_title, fig.axes[0]._right_title) if t.get_text()]
+    assert title.get_text().split() == ["Dice", "vs.", "trainable", "parameters", *subtitle.split()]  # nothing dropped
+    extent = title.get_window_extent(renderer)
+    assert extent.x0 >= 0 and extent.x1 <= fig.bbox.x1 and extent.y1 <= fig.bbox.y1
 
 
 # --- learning-rate selection ------------------------------------------------------------------
