@@ -19,7 +19,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnunet_cli import nnunet_env, predict_on_cpu, run
+from nnunet_cli import nnunet_env, predict_on_cpu, run, train_from_pretrained
 from vox2vec_nnunet.phantoms import PhantomConfig, write_nnunet_raw_dataset
 from vox2vec_nnunet.weights import load_weights_file
 
@@ -267,14 +267,10 @@ def test_pretraining_is_seeded_resumes_exactly_and_loads_into_a_probe(ws):
     assert not list((pretraining_folder(uninterrupted_results, PRE) / "snapshots").glob(".*.tmp"))
 
     probe = "Vox2VecTrainer_LinearProbe_Test"
-    run(["nnUNetv2_train", DATASET, "3d_vox2vec", "0", "-p", "Vox2VecPlans", "-tr", probe, "-device", "cpu",
-         "-pretrained_weights", snapshots[1]], env)
-    record = json.loads((seg_folder(ws, probe) / "fold_0" / "vox2vec_run.json").read_text())
-    assert record["backbone_source"] == "pretrained"
+    fold, log = train_from_pretrained(env, DATASET, "3d_vox2vec", "0", "Vox2VecPlans", probe, snapshots[1])
+    record = json.loads((fold / "vox2vec_run.json").read_text())
     assert record["trainable_parameters"] < record["total_parameters"]
-    probed = load_weights_file(seg_folder(ws, probe) / "fold_0" / "checkpoint_final.pth",
-                               "nnU-Net's checkpoint")["network_weights"]
+    probed = load_weights_file(fold / "checkpoint_final.pth", "nnU-Net's checkpoint")["network_weights"]
     backbone = {k: v for k, v in records[1]["network_weights"].items() if k.startswith("backbone.")}
     assert backbone and all(torch.equal(probed[k], v) for k, v in backbone.items())
-    log = sorted((seg_folder(ws, probe) / "fold_0").glob("training_log_*.txt"))[-1].read_text()  # newest run
     assert "backbone from PRE-TRAINED weights" in log

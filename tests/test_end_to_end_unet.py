@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnunet_cli import nnunet_env, predict_on_cpu, run
+from nnunet_cli import nnunet_env, predict_on_cpu, run, train_from_pretrained
 from vox2vec_nnunet.phantoms import PhantomConfig, write_nnunet_raw_dataset
 from vox2vec_nnunet.weights import load_weights_file
 
@@ -56,9 +56,7 @@ def test_pretrain_the_resenc_unet_finetune_it_and_predict(tmp_path):
     assert any(k.startswith("projector.") for k in weights) and any(k.startswith("decoder.stages.") for k in weights)
 
     trainer = "nnUNetTrainer_Vox2VecFineTune_Test"  # one epoch: the decoder warm-up, encoder frozen
-    run(["nnUNetv2_train", DATASET, CONFIGURATION, "0", "-p", PLANS, "-tr", trainer, "-device", "cpu",
-         "-pretrained_weights", checkpoint], env)
-    fold = results / "Dataset502_Phantoms" / f"{trainer}__{PLANS}__{CONFIGURATION}" / "fold_0"
+    fold, _ = train_from_pretrained(env, DATASET, CONFIGURATION, "0", PLANS, trainer, checkpoint)
     tuned = load_weights_file(fold / "checkpoint_final.pth", "nnU-Net's checkpoint")["network_weights"]
     encoder = [k for k in tuned if k.startswith(("encoder.", "decoder.encoder."))]
     assert encoder and all(torch.equal(tuned[k], weights[k]) for k in encoder)  # loaded, and truly frozen
