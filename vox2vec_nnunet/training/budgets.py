@@ -90,7 +90,7 @@ _DEMO_LEARNING_RATES = {
     "linear_probe_random": 3e-3, "nonlinear_probe_random": 3e-3,
     "linear_probe_random_bn": 3e-3, "nonlinear_probe_random_bn": 3e-3,
     # SGD (Nesterov 0.99), nnU-Net's U-Nets: nnUNetTrainer's 1e-2, the choice of --select_lr
-    # --unet_lr_grid 3e-3 1e-2 in 11 of 15 per-fold choices over both generators (docs/results.md).
+    # --unet_lr_grid 3e-3 1e-2 in 14 of 18 per-fold choices over both generators (docs/results.md).
     "unet_scratch": 1e-2, "unet_scratch_warmup": 1e-2, "unet_finetune": 1e-2,
 }
 
